@@ -1,0 +1,63 @@
+# pg_pipeline: PostgreSQL 15 extension, built with PGXS.
+#
+#   make test        install what is missing, build, run every test suite
+#   make demo        start a throwaway cluster and a Kafka test broker
+#   make demo-stop   tear the demo down
+
+EXTENSION = pg_pipeline
+MODULE_big = pg_pipeline
+OBJS = \
+	src/pg_pipeline.o \
+	src/guc.o \
+	src/shmem.o \
+	src/ddl_watch.o \
+	src/launcher.o \
+	src/supervisor.o \
+	src/workers.o
+DATA = $(wildcard pg_pipeline--*.sql)
+PGFILEDESC = "pg_pipeline - data pipelines inside PostgreSQL"
+
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --inputdir=.
+
+PKG_CONFIG ?= pkg-config
+RDKAFKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags rdkafka 2>/dev/null)
+RDKAFKA_LIBS := $(shell $(PKG_CONFIG) --libs rdkafka 2>/dev/null)
+
+PG_CPPFLAGS = -I$(srcdir)/src $(RDKAFKA_CFLAGS)
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers
+ifeq ($(WERROR),1)
+PG_CFLAGS += -Werror
+endif
+SHLIB_LINK = $(RDKAFKA_LIBS)
+
+MOCK_BROKER = test/kafka_mock_broker
+EXTRA_CLEAN = $(MOCK_BROKER) results regression.diffs regression.out
+
+# Debian keeps one pg_config per major version; prefer 15's.
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+# Without the server headers (a fresh machine) only test/demo work: they
+# install the headers first and then call make again.
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+
+all: $(MOCK_BROKER)
+
+$(MOCK_BROKER): test/kafka_mock_broker.c
+	$(CC) -O2 -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) $(RDKAFKA_CFLAGS) \
+		-o $@ $< $(RDKAFKA_LIBS)
+endif
+
+.PHONY: test demo demo-stop
+
+test:
+	bash test/run
+
+demo:
+	bash test/demo start
+
+demo-stop:
+	bash test/demo stop

@@ -1,0 +1,204 @@
+/*-------------------------------------------------------------------------
+ *
+ * ddl_watch.c
+ *		Notices the DDL that changes where supervisors must run.
+ *
+ * The launcher is connected to no database, so it cannot see pg_extension.
+ * Instead every backend (the library is preloaded everywhere) watches its
+ * own utility statements:
+ *
+ *	- CREATE/ALTER/DROP EXTENSION pg_pipeline, DROP OWNED and CREATE
+ *	  DATABASE ask the launcher to re-check, once the transaction commits;
+ *	- DROP DATABASE, CREATE DATABASE ... TEMPLATE and ALTER DATABASE ...
+ *	  RENAME need the database to themselves, so its supervisor is stopped
+ *	  and kept away while the statement runs.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "commands/defrem.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+
+#include "ddl_watch.h"
+#include "shmem.h"
+
+#define PIPELINE_EXTENSION_NAME "pg_pipeline"
+
+/* Time a database stays suspended while a statement needs it alone */
+#define SUSPEND_DURING_STATEMENT_MS (3600 * 1000L)
+/* ... and after it, so that its transaction can commit first */
+#define SUSPEND_AFTER_STATEMENT_MS 1000L
+
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* What to tell the launcher when the current transaction commits */
+static bool check_database_at_commit = false;
+static bool rescan_at_commit = false;
+
+static bool
+NamesOurExtension(List *names)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+	{
+		if (strcmp(strVal(lfirst(lc)), PIPELINE_EXTENSION_NAME) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool
+OptionIsTrue(List *options, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *opt = lfirst_node(DefElem, lc);
+
+		if (strcmp(opt->defname, name) == 0)
+			return defGetBoolean(opt);
+	}
+	return false;
+}
+
+/* Database that the statement needs without other connections, if any */
+static Oid
+DatabaseNeededAlone(Node *parsetree)
+{
+	const char *dbname = NULL;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_DropdbStmt:
+			dbname = ((DropdbStmt *) parsetree)->dbname;
+			break;
+		case T_RenameStmt:
+			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+				dbname = ((RenameStmt *) parsetree)->subname;
+			break;
+		case T_CreatedbStmt:
+			{
+				ListCell   *lc;
+
+				foreach(lc, ((CreatedbStmt *) parsetree)->options)
+				{
+					DefElem    *opt = lfirst_node(DefElem, lc);
+
+					if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
+						dbname = defGetString(opt);
+				}
+				break;
+			}
+		default:
+			break;
+	}
+	return dbname ? get_database_oid(dbname, true) : InvalidOid;
+}
+
+static void
+NoteExtensionDdl(Node *parsetree)
+{
+	switch (nodeTag(parsetree))
+	{
+		case T_CreateExtensionStmt:
+			{
+				CreateExtensionStmt *stmt = (CreateExtensionStmt *) parsetree;
+
+				/* CASCADE may install us as a dependency of another one */
+				if (strcmp(stmt->extname, PIPELINE_EXTENSION_NAME) == 0 ||
+					OptionIsTrue(stmt->options, "cascade"))
+					check_database_at_commit = true;
+				break;
+			}
+		case T_AlterExtensionStmt:
+			if (strcmp(((AlterExtensionStmt *) parsetree)->extname,
+					   PIPELINE_EXTENSION_NAME) == 0)
+				check_database_at_commit = true;
+			break;
+		case T_DropStmt:
+			{
+				DropStmt   *stmt = (DropStmt *) parsetree;
+
+				if (stmt->removeType == OBJECT_EXTENSION &&
+					(NamesOurExtension(stmt->objects) || stmt->behavior == DROP_CASCADE))
+					check_database_at_commit = true;
+				break;
+			}
+		case T_DropOwnedStmt:
+			check_database_at_commit = true;
+			break;
+		case T_CreatedbStmt:
+			/* a copy of a template that has the extension has it too */
+			rescan_at_commit = true;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+PipelineProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					   bool readOnlyTree, ProcessUtilityContext context,
+					   ParamListInfo params, QueryEnvironment *queryEnv,
+					   DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	Oid			needed_alone = DatabaseNeededAlone(parsetree);
+
+	NoteExtensionDdl(parsetree);
+
+	if (OidIsValid(needed_alone))
+		PipelineSuspendDatabase(needed_alone, SUSPEND_DURING_STATEMENT_MS);
+
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		if (OidIsValid(needed_alone))
+			PipelineSuspendDatabase(needed_alone, SUSPEND_AFTER_STATEMENT_MS);
+	}
+	PG_END_TRY();
+}
+
+static void
+PipelineXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			if (check_database_at_commit)
+				PipelineRequestDatabaseCheck(MyDatabaseId);
+			if (rescan_at_commit)
+				PipelineRequestDatabaseCheck(InvalidOid);
+			check_database_at_commit = rescan_at_commit = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			check_database_at_commit = rescan_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+PipelineDdlWatchInit(void)
+{
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = PipelineProcessUtility;
+	RegisterXactCallback(PipelineXactCallback, NULL);
+}

@@ -1,0 +1,47 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *		Defines every pg_pipeline.* configuration parameter.
+ *
+ * All parameters live here so that the reserved prefix is marked once,
+ * after the last definition: a misspelt pg_pipeline.* setting is then an
+ * error instead of a silently ignored placeholder.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/guc.h"
+
+#include "guc.h"
+
+bool		pg_pipeline_enabled = true;
+int			pg_pipeline_restart_backoff_max = 60000;
+
+void
+PipelineGucInit(void)
+{
+	DefineCustomBoolVariable("pg_pipeline.enabled",
+							 gettext_noop("Runs pg_pipeline's background workers."),
+							 gettext_noop("When off, the launcher stops every supervisor "
+										  "and starts none until it is turned on again."),
+							 &pg_pipeline_enabled,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_pipeline.restart_backoff_max",
+							gettext_noop("Longest wait before restarting a supervisor that keeps exiting."),
+							gettext_noop("The wait starts at one second and doubles with each "
+										 "consecutive failure up to this limit."),
+							&pg_pipeline_restart_backoff_max,
+							60000,
+							1000,
+							3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("pg_pipeline");
+}

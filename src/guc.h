@@ -1,0 +1,16 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.h
+ *		Configuration parameters of pg_pipeline (pg_pipeline.*).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_PIPELINE_GUC_H
+#define PG_PIPELINE_GUC_H
+
+extern bool pg_pipeline_enabled;
+extern int	pg_pipeline_restart_backoff_max;
+
+extern void PipelineGucInit(void);
+
+#endif							/* PG_PIPELINE_GUC_H */

@@ -1,0 +1,65 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *		Shared state of pg_pipeline: the worker registry behind the
+ *		pipeline.workers view, and the mailbox through which backends tell
+ *		the launcher about extension and database DDL.
+ *
+ * Shared memory holds only live status; definitions and positions live in
+ * catalog tables, so everything here may be rebuilt after a crash restart.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_PIPELINE_SHMEM_H
+#define PG_PIPELINE_SHMEM_H
+
+#include "datatype/timestamp.h"
+
+#define PIPELINE_STATE_LEN 32
+
+typedef enum PipelineWorkerKind
+{
+	PIPELINE_WORKER_LAUNCHER,
+	PIPELINE_WORKER_SUPERVISOR
+} PipelineWorkerKind;
+
+/* Why a worker exited, as far as the launcher needs to know */
+typedef enum PipelineWorkerExit
+{
+	PIPELINE_EXIT_UNKNOWN,		/* crashed, terminated or failed */
+	PIPELINE_EXIT_EXTENSION_ABSENT, /* database has no pg_pipeline */
+	PIPELINE_EXIT_DUPLICATE		/* another supervisor still runs there */
+} PipelineWorkerExit;
+
+/* A copy of one registry slot, taken under the lock */
+typedef struct PipelineWorkerInfo
+{
+	int			pid;
+	Oid			dboid;
+	PipelineWorkerKind kind;
+	TimestampTz started_at;
+	char		state[PIPELINE_STATE_LEN];
+} PipelineWorkerInfo;
+
+extern void PipelineShmemInit(void);
+
+/* Worker registry */
+extern int	PipelineSlotReserve(PipelineWorkerKind kind, Oid dboid);
+extern bool PipelineSlotAttach(int slotno, PipelineWorkerKind kind, Oid dboid);
+extern void PipelineSlotSetState(int slotno, const char *state);
+extern void PipelineSlotSetExit(int slotno, PipelineWorkerExit reason);
+extern PipelineWorkerExit PipelineSlotRelease(int slotno, TimestampTz *started_at);
+extern int	PipelineSlotPid(int slotno);
+extern void PipelineSlotsAdopt(void);
+extern int	PipelineWorkersSnapshot(PipelineWorkerInfo **workers);
+
+/* Launcher mailbox */
+extern void PipelineLauncherAttach(void);
+extern void PipelineRequestDatabaseCheck(Oid dboid);
+extern bool PipelineTakeRequests(Oid **dboids, int *ndboids);
+
+/* Databases that a DDL statement needs without other connections */
+extern void PipelineSuspendDatabase(Oid dboid, long msecs);
+extern TimestampTz PipelineDatabaseSuspendedUntil(Oid dboid);
+
+#endif							/* PG_PIPELINE_SHMEM_H */

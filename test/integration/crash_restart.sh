@@ -1,0 +1,62 @@
+# Supervisors survive a SIGKILL (which makes the postmaster restart every
+# process), stay idle without using CPU, do not block DROP DATABASE or
+# CREATE DATABASE ... TEMPLATE, and follow pg_pipeline.enabled.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. test/lib/tap.sh
+. test/lib/pg.sh
+
+plan 13
+
+q "DROP DATABASE IF EXISTS crash_test" >/dev/null
+q "DROP DATABASE IF EXISTS crash_copy" >/dev/null
+q "CREATE DATABASE crash_test"
+q crash_test "CREATE EXTENSION pg_pipeline"
+wait_until 5 has_supervisor crash_test
+ok $? "supervisor starts in crash_test"
+
+# idle means asleep on its latch: no CPU at all over a few seconds
+pid=$(supervisor_pid crash_test)
+launcher=$(q crash_test "SELECT pid FROM pipeline.workers WHERE kind = 'launcher'")
+sleep 1
+sup_before=$(cpu_ticks "$pid")
+launcher_before=$(cpu_ticks "$launcher")
+sleep 3
+is "$(($(cpu_ticks "$pid") - sup_before))" 0 "an idle supervisor uses no CPU (ticks over 3 s)"
+is "$(($(cpu_ticks "$launcher") - launcher_before))" 0 "an idle launcher uses no CPU (ticks over 3 s)"
+
+# SIGKILL of a worker: the postmaster resets shared memory and restarts all
+kill -9 "$pid"
+sleep 1
+wait_until 30 q "SELECT 1"
+ok $? "the server accepts connections again after the crash restart"
+wait_until 15 has_supervisor crash_test
+ok $? "the supervisor runs again after the crash restart"
+new_pid=$(supervisor_pid crash_test)
+[ -n "$new_pid" ] && [ "$new_pid" != "$pid" ]
+ok $? "it is a new process ($pid -> ${new_pid:-none})"
+is "$(q crash_test "SELECT count(*) FROM pipeline.workers WHERE kind = 'launcher'")" 1 \
+	"the launcher is back too"
+
+# CREATE DATABASE ... TEMPLATE needs the template without other connections
+out=$(q "CREATE DATABASE crash_copy TEMPLATE crash_test" 2>&1)
+ok $? "CREATE DATABASE ... TEMPLATE a database with a supervisor works${out:+: $out}"
+wait_until 10 has_supervisor crash_copy
+ok $? "the copy has the extension, so it gets a supervisor too"
+wait_until 10 has_supervisor crash_test
+ok $? "the template's supervisor comes back afterwards"
+
+# DROP DATABASE must not wait for (or fail because of) the supervisor
+out=$(q "DROP DATABASE crash_copy" 2>&1)
+ok $? "DROP DATABASE of a database with a supervisor succeeds${out:+: $out}"
+
+# pg_pipeline.enabled = off stops every supervisor, on brings them back
+q "ALTER SYSTEM SET pg_pipeline.enabled = off" && q "SELECT pg_reload_conf()" >/dev/null
+wait_until 5 has_no_supervisor crash_test
+ok $? "pg_pipeline.enabled = off stops the supervisors"
+q "ALTER SYSTEM RESET pg_pipeline.enabled" && q "SELECT pg_reload_conf()" >/dev/null
+wait_until 5 has_supervisor crash_test
+ok $? "turning it on again restarts them"
+
+q "DROP DATABASE crash_test" >/dev/null
+done_testing

@@ -1,0 +1,45 @@
+# Helpers for tests that run inside the test cluster (pg_virtualenv exports
+# PGHOST, PGPORT, PGUSER and PGPASSWORD).
+
+# q [DB] SQL: one value, unaligned, quiet
+q() {
+	local db=postgres
+	if [ $# -gt 1 ]; then db=$1; shift; fi
+	psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"
+}
+
+# supervisor_pid DB: pid of the supervisor of DB, empty if none
+supervisor_pid() {
+	q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_pipeline supervisor' AND datname = '$1'"
+}
+
+has_supervisor() { [ -n "$(supervisor_pid "$1")" ]; }
+has_no_supervisor() { [ -z "$(supervisor_pid "$1")" ]; }
+
+# CPU ticks (user + system) a process has used so far
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# the server log of the cluster pg_virtualenv -t made
+server_log() { echo "$(dirname "$PG_CLUSTER_CONF_ROOT")/log/postgresql-15-regress.log"; }
+
+# free_port: a TCP port on loopback that nothing listens on
+free_port() {
+	local port
+	for port in $(seq 5440 5540); do
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
+			[ ! -e "/var/run/postgresql/.s.PGSQL.$port" ]; then
+			echo "$port"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# with_cluster [pg_virtualenv -o options...] -- COMMAND...: run COMMAND
+# against a second throwaway cluster with its own settings
+with_cluster() {
+	local opts=()
+	while [ "$1" != "--" ]; do opts+=("$1"); shift; done
+	shift
+	pg_virtualenv -t -v 15 -c "-p $(free_port)" "${opts[@]}" "$@"
+}
