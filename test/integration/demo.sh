@@ -1,0 +1,34 @@
+# The README's demo command leaves a cluster you can connect to plus a Kafka
+# test broker, and the stop command removes both.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. test/lib/tap.sh
+
+plan 7
+
+export DEMO_DIR
+DEMO_DIR=$(mktemp -d)
+export DEMO_SKIP_BUILD=1 # test/run has just built and installed
+trap 'bash test/demo stop >/dev/null 2>&1' EXIT
+
+out=$(bash test/demo start 2>&1)
+ok $? "demo start succeeds"
+echo "$out" | grep -q "psql -h $DEMO_DIR/run -p [0-9]* -U postgres demo"
+ok $? "it prints how to connect with psql"
+
+port=$(cat "$DEMO_DIR/port")
+is "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo \
+	-c "SELECT kind FROM pipeline.workers WHERE database = 'demo'")" supervisor \
+	"psql connects and the demo database has its supervisor"
+
+kcat -b "$(cat "$DEMO_DIR/kafka.bootstrap")" -L -m 5 2>/dev/null | grep -q 'topic "pageviews" with 4 partitions'
+ok $? "the demo broker answers kcat"
+
+bash test/demo stop >/dev/null 2>&1
+ok $? "demo stop succeeds"
+[ ! -e "$DEMO_DIR" ]
+ok $? "and removes the demo folder"
+psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo -c "SELECT 1" >/dev/null 2>&1
+[ $? -ne 0 ]
+ok $? "the demo cluster is gone"
+done_testing
