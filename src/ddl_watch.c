@@ -7,11 +7,12 @@
  * Instead every backend (the library is preloaded everywhere) watches its
  * own utility statements:
  *
- *	- CREATE/ALTER/DROP EXTENSION pg_pipeline, DROP OWNED and CREATE
- *	  DATABASE ask the launcher to re-check, once the transaction commits;
- *	- DROP DATABASE, CREATE DATABASE ... TEMPLATE and ALTER DATABASE ...
- *	  RENAME need the database to themselves, so its supervisor is stopped
- *	  and kept away while the statement runs.
+ *	- CREATE/ALTER/DROP EXTENSION pg_pipeline, DROP OWNED, CREATE DATABASE
+ *	  and ALTER DATABASE ask the launcher to re-check, once the transaction
+ *	  commits;
+ *	- DROP DATABASE, CREATE DATABASE ... TEMPLATE, ALTER DATABASE ... RENAME
+ *	  and ALTER DATABASE ... SET TABLESPACE need the database to themselves,
+ *	  so its supervisor is stopped and kept away while the statement runs.
  *
  *-------------------------------------------------------------------------
  */
@@ -53,8 +54,9 @@ NamesOurExtension(List *names)
 	return false;
 }
 
-static bool
-OptionIsTrue(List *options, const char *name)
+/* The option of that name with a value, or NULL */
+static DefElem *
+OptionGiven(List *options, const char *name)
 {
 	ListCell   *lc;
 
@@ -62,10 +64,10 @@ OptionIsTrue(List *options, const char *name)
 	{
 		DefElem    *opt = lfirst_node(DefElem, lc);
 
-		if (strcmp(opt->defname, name) == 0)
-			return defGetBoolean(opt);
+		if (strcmp(opt->defname, name) == 0 && opt->arg != NULL)
+			return opt;
 	}
-	return false;
+	return NULL;
 }
 
 /* Database that the statement needs without other connections, if any */
@@ -84,18 +86,15 @@ DatabaseNeededAlone(Node *parsetree)
 				dbname = ((RenameStmt *) parsetree)->subname;
 			break;
 		case T_CreatedbStmt:
-			{
-				ListCell   *lc;
-
-				foreach(lc, ((CreatedbStmt *) parsetree)->options)
-				{
-					DefElem    *opt = lfirst_node(DefElem, lc);
-
-					if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
-						dbname = defGetString(opt);
-				}
-				break;
-			}
+			if (OptionGiven(((CreatedbStmt *) parsetree)->options, "template"))
+				dbname = defGetString(OptionGiven(((CreatedbStmt *) parsetree)->options,
+												  "template"));
+			break;
+		case T_AlterDatabaseStmt:
+			/* SET TABLESPACE moves the files: no connections allowed */
+			if (OptionGiven(((AlterDatabaseStmt *) parsetree)->options, "tablespace"))
+				dbname = ((AlterDatabaseStmt *) parsetree)->dbname;
+			break;
 		default:
 			break;
 	}
@@ -113,7 +112,8 @@ NoteExtensionDdl(Node *parsetree)
 
 				/* CASCADE may install us as a dependency of another one */
 				if (strcmp(stmt->extname, PIPELINE_EXTENSION_NAME) == 0 ||
-					OptionIsTrue(stmt->options, "cascade"))
+					(OptionGiven(stmt->options, "cascade") &&
+					 defGetBoolean(OptionGiven(stmt->options, "cascade"))))
 					check_database_at_commit = true;
 				break;
 			}
@@ -136,6 +136,8 @@ NoteExtensionDdl(Node *parsetree)
 			break;
 		case T_CreatedbStmt:
 			/* a copy of a template that has the extension has it too */
+		case T_AlterDatabaseStmt:
+			/* ALLOW_CONNECTIONS and IS_TEMPLATE decide who gets a supervisor */
 			rescan_at_commit = true;
 			break;
 		default:

@@ -40,6 +40,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/sinval.h"
 #include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
@@ -394,6 +395,9 @@ PipelineLauncherMain(Datum main_arg)
 		long		timeout;
 
 		CHECK_FOR_INTERRUPTS();
+		/* an idle process must still keep up with invalidation messages */
+		if (catchupInterruptPending)
+			ProcessCatchupInterrupt();
 
 		if (ConfigReloadPending)
 		{

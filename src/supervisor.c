@@ -23,6 +23,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/sinval.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "commands/dbcommands.h"
@@ -83,6 +84,9 @@ PipelineSupervisorMain(Datum main_arg)
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+		/* an idle process must still keep up with invalidation messages */
+		if (catchupInterruptPending)
+			ProcessCatchupInterrupt();
 
 		if (ConfigReloadPending)
 		{

@@ -1,15 +1,13 @@
 # Supervisors survive a SIGKILL (which makes the postmaster restart every
-# process), stay idle without using CPU, do not block DROP DATABASE or
-# CREATE DATABASE ... TEMPLATE, and follow pg_pipeline.enabled.
+# process), stay idle without using CPU, and follow pg_pipeline.enabled.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
 . test/lib/pg.sh
 
-plan 13
+plan 9
 
 q "DROP DATABASE IF EXISTS crash_test" >/dev/null
-q "DROP DATABASE IF EXISTS crash_copy" >/dev/null
 q "CREATE DATABASE crash_test"
 q crash_test "CREATE EXTENSION pg_pipeline"
 wait_until 5 has_supervisor crash_test
@@ -37,18 +35,6 @@ new_pid=$(supervisor_pid crash_test)
 ok $? "it is a new process ($pid -> ${new_pid:-none})"
 is "$(q crash_test "SELECT count(*) FROM pipeline.workers WHERE kind = 'launcher'")" 1 \
 	"the launcher is back too"
-
-# CREATE DATABASE ... TEMPLATE needs the template without other connections
-out=$(q "CREATE DATABASE crash_copy TEMPLATE crash_test" 2>&1)
-ok $? "CREATE DATABASE ... TEMPLATE a database with a supervisor works${out:+: $out}"
-wait_until 10 has_supervisor crash_copy
-ok $? "the copy has the extension, so it gets a supervisor too"
-wait_until 10 has_supervisor crash_test
-ok $? "the template's supervisor comes back afterwards"
-
-# DROP DATABASE must not wait for (or fail because of) the supervisor
-out=$(q "DROP DATABASE crash_copy" 2>&1)
-ok $? "DROP DATABASE of a database with a supervisor succeeds${out:+: $out}"
 
 # pg_pipeline.enabled = off stops every supervisor, on brings them back
 q "ALTER SYSTEM SET pg_pipeline.enabled = off" && q "SELECT pg_reload_conf()" >/dev/null
