@@ -24,6 +24,7 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 
 #include "ddl_watch.h"
 #include "shmem.h"
@@ -70,11 +71,20 @@ OptionGiven(List *options, const char *name)
 	return NULL;
 }
 
-/* Database that the statement needs without other connections, if any */
-static Oid
+/*
+ * Database that the statement needs without other connections, if any.
+ * Only statements that can succeed count: otherwise any role could keep a
+ * supervisor down by running doomed DDL in a loop.
+ */
+static pg_noinline Oid
 DatabaseNeededAlone(Node *parsetree)
 {
 	const char *dbname = NULL;
+	Oid			dboid;
+
+	/* none of these statements may run inside a transaction block */
+	if (IsTransactionBlock())
+		return InvalidOid;
 
 	switch (nodeTag(parsetree))
 	{
@@ -86,10 +96,15 @@ DatabaseNeededAlone(Node *parsetree)
 				dbname = ((RenameStmt *) parsetree)->subname;
 			break;
 		case T_CreatedbStmt:
-			if (OptionGiven(((CreatedbStmt *) parsetree)->options, "template"))
-				dbname = defGetString(OptionGiven(((CreatedbStmt *) parsetree)->options,
-												  "template"));
-			break;
+			{
+				DefElem    *template = OptionGiven(((CreatedbStmt *) parsetree)->options,
+												   "template");
+
+				if (template == NULL || !have_createdb_privilege())
+					return InvalidOid;
+				dbname = defGetString(template);
+				break;
+			}
 		case T_AlterDatabaseStmt:
 			/* SET TABLESPACE moves the files: no connections allowed */
 			if (OptionGiven(((AlterDatabaseStmt *) parsetree)->options, "tablespace"))
@@ -98,7 +113,14 @@ DatabaseNeededAlone(Node *parsetree)
 		default:
 			break;
 	}
-	return dbname ? get_database_oid(dbname, true) : InvalidOid;
+	if (dbname == NULL)
+		return InvalidOid;
+
+	/* each of them needs ownership (templates, which need less, have no supervisor) */
+	dboid = get_database_oid(dbname, true);
+	if (!OidIsValid(dboid) || !pg_database_ownercheck(dboid, GetUserId()))
+		return InvalidOid;
+	return dboid;
 }
 
 static void
@@ -134,6 +156,11 @@ NoteExtensionDdl(Node *parsetree)
 		case T_DropOwnedStmt:
 			check_database_at_commit = true;
 			break;
+		case T_TransactionStmt:
+			/* a prepared transaction may hold CREATE or DROP EXTENSION */
+			if (((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
+				check_database_at_commit = true;
+			break;
 		case T_CreatedbStmt:
 			/* a copy of a template that has the extension has it too */
 		case T_AlterDatabaseStmt:
@@ -152,7 +179,7 @@ PipelineProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					   DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
-	Oid			needed_alone = DatabaseNeededAlone(parsetree);
+	volatile Oid needed_alone = DatabaseNeededAlone(parsetree);
 
 	NoteExtensionDdl(parsetree);
 
@@ -190,6 +217,7 @@ PipelineXactCallback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:	/* COMMIT PREPARED reports it instead */
 			check_database_at_commit = rescan_at_commit = false;
 			break;
 		default:

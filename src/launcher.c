@@ -159,36 +159,53 @@ PokeSupervisor(DatabaseEntry *entry)
 		SetLatch(&proc->procLatch);
 }
 
+/* Note that a database may have gained or lost the extension */
+static void
+RecheckDatabase(DatabaseEntry *entry)
+{
+	if (entry->handle)
+	{
+		/* it may have checked before the DDL committed: see SupervisorStopped */
+		entry->recheck = true;
+		PokeSupervisor(entry);
+	}
+	else if (entry->absent)
+	{
+		entry->absent = false;
+		entry->failures = 0;
+		entry->next_start = 0;
+	}
+}
+
 static void
 HandleRequests(void)
 {
 	Oid		   *dboids;
 	int			ndboids;
-	bool		rescan = PipelineTakeRequests(&dboids, &ndboids);
+	bool		rescan;
+	bool		recheck_all;
 
+	PipelineTakeRequests(&dboids, &ndboids, &rescan, &recheck_all);
 	for (int i = 0; !rescan && i < ndboids; i++)
 		rescan = hash_search(databases, &dboids[i], HASH_FIND, NULL) == NULL;
-	if (rescan)
+	if (rescan || recheck_all)
 		ScanDatabases();
 
+	if (recheck_all)
+	{
+		HASH_SEQ_STATUS status;
+		DatabaseEntry *entry;
+
+		hash_seq_init(&status, databases);
+		while ((entry = hash_seq_search(&status)) != NULL)
+			RecheckDatabase(entry);
+	}
 	for (int i = 0; i < ndboids; i++)
 	{
 		DatabaseEntry *entry = hash_search(databases, &dboids[i], HASH_FIND, NULL);
 
-		if (entry == NULL)
-			continue;
-		if (entry->handle)
-		{
-			/* it may have checked before the DDL committed: see below */
-			entry->recheck = true;
-			PokeSupervisor(entry);
-		}
-		else if (entry->absent)
-		{
-			entry->absent = false;
-			entry->failures = 0;
-			entry->next_start = 0;
-		}
+		if (entry != NULL)
+			RecheckDatabase(entry);
 	}
 	pfree(dboids);
 }
@@ -300,7 +317,11 @@ Reconcile(void)
 
 		/* a suspension ended: the database may have been dropped or renamed */
 		if (entry->was_suspended && suspended_until == 0)
+		{
+			entry->was_suspended = false;
 			rescan = true;
+			continue;
+		}
 		entry->was_suspended = (suspended_until != 0);
 
 		if (entry->handle)

@@ -24,13 +24,14 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
 #include "shmem.h"
 
 #define PIPELINE_MAX_PENDING 64
-#define PIPELINE_MAX_SUSPENSIONS 16
+#define PIPELINE_MAX_SUSPENSIONS 64
 
 typedef struct PipelineWorkerSlot
 {
@@ -47,6 +48,7 @@ typedef struct PipelineWorkerSlot
 typedef struct PipelineSuspension
 {
 	Oid			dboid;
+	int			owner_pid;		/* backend running the statement */
 	TimestampTz until;
 } PipelineSuspension;
 
@@ -56,9 +58,10 @@ typedef struct PipelineShared
 	int			launcher_pid;
 	Latch	   *launcher_latch;
 
-	/* databases to re-check; overflow (or InvalidOid) means re-scan all */
+	/* databases to re-check; InvalidOid asks for a re-scan of pg_database */
 	int			npending;
 	bool		rescan_all;
+	bool		recheck_all;	/* the queue overflowed: re-check every one */
 	Oid			pending[PIPELINE_MAX_PENDING];
 
 	PipelineSuspension suspensions[PIPELINE_MAX_SUSPENSIONS];
@@ -275,6 +278,12 @@ PipelineWorkersSnapshot(PipelineWorkerInfo **workers)
 {
 	int			n = 0;
 
+	/* no shared memory under pg_upgrade (see _PG_init) */
+	if (pipeline_shared == NULL)
+	{
+		*workers = NULL;
+		return 0;
+	}
 	*workers = palloc(sizeof(PipelineWorkerInfo) * pipeline_shared->nslots);
 	LWLockAcquire(pipeline_shared->lock, LW_SHARED);
 	for (int i = 0; i < pipeline_shared->nslots; i++)
@@ -344,8 +353,10 @@ PipelineRequestDatabaseCheck(Oid dboid)
 		return;
 
 	LWLockAcquire(pipeline_shared->lock, LW_EXCLUSIVE);
-	if (!OidIsValid(dboid) || pipeline_shared->npending >= PIPELINE_MAX_PENDING)
+	if (!OidIsValid(dboid))
 		pipeline_shared->rescan_all = true;
+	else if (pipeline_shared->npending >= PIPELINE_MAX_PENDING)
+		pipeline_shared->recheck_all = true;
 	else
 	{
 		bool		queued = false;
@@ -360,30 +371,30 @@ PipelineRequestDatabaseCheck(Oid dboid)
 }
 
 /*
- * Launcher side of the mailbox: hands over the queued databases (palloc'd)
- * and returns whether a full re-scan was asked for.
+ * Launcher side of the mailbox: hands over the queued databases (palloc'd),
+ * whether pg_database must be re-scanned and whether every database must be
+ * re-checked (the queue overflowed).
  */
-bool
-PipelineTakeRequests(Oid **dboids, int *ndboids)
+void
+PipelineTakeRequests(Oid **dboids, int *ndboids, bool *rescan_all, bool *recheck_all)
 {
-	bool		rescan_all;
-
 	LWLockAcquire(pipeline_shared->lock, LW_EXCLUSIVE);
 	*ndboids = pipeline_shared->npending;
 	*dboids = palloc(sizeof(Oid) * Max(1, *ndboids));
 	memcpy(*dboids, pipeline_shared->pending, sizeof(Oid) * *ndboids);
 	pipeline_shared->npending = 0;
-	rescan_all = pipeline_shared->rescan_all;
+	*rescan_all = pipeline_shared->rescan_all;
+	*recheck_all = pipeline_shared->recheck_all;
 	pipeline_shared->rescan_all = false;
+	pipeline_shared->recheck_all = false;
 	LWLockRelease(pipeline_shared->lock);
-	return rescan_all;
 }
 
 /*
  * DROP DATABASE, CREATE DATABASE ... TEMPLATE and ALTER DATABASE ... RENAME
  * refuse to run while other sessions are connected to the database, and a
  * supervisor is such a session.  Stop it and keep the launcher from starting
- * another one for msecs.
+ * another one for msecs, or until the calling backend exits.
  */
 void
 PipelineSuspendDatabase(Oid dboid, long msecs)
@@ -411,9 +422,10 @@ PipelineSuspendDatabase(Oid dboid, long msecs)
 	if (target)
 	{
 		target->dboid = dboid;
+		target->owner_pid = MyProcPid;
 		target->until = TimestampTzPlusMilliseconds(now, msecs);
 	}
-	for (int i = 0; i < pipeline_shared->nslots; i++)
+	for (int i = 0; target != NULL && i < pipeline_shared->nslots; i++)
 	{
 		PipelineWorkerSlot *slot = &pipeline_shared->slots[i];
 
@@ -422,17 +434,26 @@ PipelineSuspendDatabase(Oid dboid, long msecs)
 	}
 	LWLockRelease(pipeline_shared->lock);
 
+	/* without a record the launcher would restart it at once: leave it */
+	if (target == NULL)
+		ereport(LOG,
+				(errmsg("pg_pipeline could not suspend the supervisor of database %u: too many concurrent database statements",
+						dboid)));
 	if (supervisor_pid != 0)
 		kill(supervisor_pid, SIGTERM);
 	PipelineWakeLauncher();
 }
 
-/* End of the suspension of a database, or 0 if it is not suspended */
+/*
+ * End of the suspension of a database, or 0 if it is not suspended.  A
+ * suspension whose backend has exited (FATAL, terminated) has ended too.
+ */
 TimestampTz
 PipelineDatabaseSuspendedUntil(Oid dboid)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz until = 0;
+	int			owner_pid = 0;
 
 	LWLockAcquire(pipeline_shared->lock, LW_SHARED);
 	for (int i = 0; i < PIPELINE_MAX_SUSPENSIONS; i++)
@@ -440,8 +461,14 @@ PipelineDatabaseSuspendedUntil(Oid dboid)
 		PipelineSuspension *s = &pipeline_shared->suspensions[i];
 
 		if (s->dboid == dboid && s->until > now)
+		{
 			until = s->until;
+			owner_pid = s->owner_pid;
+		}
 	}
 	LWLockRelease(pipeline_shared->lock);
+
+	if (until != 0 && BackendPidGetProc(owner_pid) == NULL)
+		return 0;
 	return until;
 }

@@ -56,7 +56,8 @@ extern int	PipelineWorkersSnapshot(PipelineWorkerInfo **workers);
 /* Launcher mailbox */
 extern void PipelineLauncherAttach(void);
 extern void PipelineRequestDatabaseCheck(Oid dboid);
-extern bool PipelineTakeRequests(Oid **dboids, int *ndboids);
+extern void PipelineTakeRequests(Oid **dboids, int *ndboids, bool *rescan_all,
+								 bool *recheck_all);
 
 /* Databases that a DDL statement needs without other connections */
 extern void PipelineSuspendDatabase(Oid dboid, long msecs);

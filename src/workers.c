@@ -39,7 +39,7 @@ pipeline_worker_processes(PG_FUNCTION_ARGS)
 	int			n;
 
 	InitMaterializedSRF(fcinfo, 0);
-	n = PipelineWorkersSnapshot(&workers);
+	n = PipelineWorkersSnapshot(&workers);	/* none under pg_upgrade */
 
 	for (int i = 0; i < n; i++)
 	{

@@ -19,6 +19,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -164,14 +165,25 @@ run_command(rd_kafka_mock_cluster_t *mcluster, char *line, char *why, size_t why
 	return -1;
 }
 
+/*
+ * Run the complete lines in buf and keep the incomplete rest.  A line too
+ * long for the buffer is refused, and skipped up to its newline.
+ */
 static void
-run_lines(rd_kafka_mock_cluster_t *mcluster, char *buf, size_t *len)
+run_lines(rd_kafka_mock_cluster_t *mcluster, char *buf, size_t *len, size_t cap)
 {
+	static int	discarding = 0;
 	char	   *start = buf;
 	char	   *nl;
 
 	while ((nl = memchr(start, '\n', *len - (size_t) (start - buf))) != NULL)
 	{
+		if (discarding)
+		{
+			discarding = 0;
+			start = nl + 1;
+			continue;
+		}
 		char	   *command;
 		char		why[256] = "failed";
 
@@ -187,6 +199,16 @@ run_lines(rd_kafka_mock_cluster_t *mcluster, char *buf, size_t *len)
 	}
 	*len -= (size_t) (start - buf);
 	memmove(buf, start, *len);
+	if (*len == cap)
+	{
+		if (!discarding)
+		{
+			printf("error (line too long): longer than %zu bytes\n", cap);
+			fflush(stdout);
+		}
+		discarding = 1;
+		*len = 0;
+	}
 }
 
 static int
@@ -250,7 +272,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 
-	if (pipe(signal_pipe) != 0)
+	if (pipe2(signal_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
 	{
 		perror("kafka_mock_broker: pipe");
 		return 1;
@@ -350,9 +372,7 @@ main(int argc, char **argv)
 			if (n > 0)
 			{
 				buflen += (size_t) n;
-				run_lines(mcluster, buf, &buflen);
-				if (buflen == sizeof(buf) - 1)
-					buflen = 0; /* a line longer than the buffer: drop it */
+				run_lines(mcluster, buf, &buflen, sizeof(buf) - 1);
 			}
 		}
 	}

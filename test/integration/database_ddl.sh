@@ -5,13 +5,37 @@ cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
 . test/lib/pg.sh
 
-plan 15
+plan 19
 
 for db in ddl_test ddl_copy ddl_renamed; do q "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1; done
 q "CREATE DATABASE ddl_test"
 q ddl_test "CREATE EXTENSION pg_pipeline"
 wait_until 5 has_supervisor ddl_test
 ok $? "supervisor starts in ddl_test"
+
+# doomed statements must not stop anything: any role could loop them
+pid=$(supervisor_pid ddl_test)
+q "DROP ROLE IF EXISTS ddl_mallory" >/dev/null 2>&1
+q "CREATE ROLE ddl_mallory CREATEDB"
+q "SET ROLE ddl_mallory; DROP DATABASE ddl_test" >/dev/null 2>&1
+q "SET ROLE ddl_mallory; ALTER DATABASE ddl_test RENAME TO ddl_x" >/dev/null 2>&1
+q "SET ROLE ddl_mallory; CREATE DATABASE ddl_y TEMPLATE ddl_test" >/dev/null 2>&1
+psql -X -q -d postgres -c "BEGIN" -c "DROP DATABASE ddl_test" >/dev/null 2>&1
+sleep 1.5
+is "$(supervisor_pid ddl_test)" "$pid" "DDL that fails for lack of privilege leaves the supervisor alone"
+q "DROP ROLE ddl_mallory"
+
+# a prepared transaction reports its extension DDL when it commits
+q ddl_test "DROP EXTENSION pg_pipeline"
+wait_until 5 has_no_supervisor ddl_test
+ok $? "DROP EXTENSION stops the supervisor"
+psql -X -q -d ddl_test -c "BEGIN" -c "CREATE EXTENSION pg_pipeline" -c "PREPARE TRANSACTION 'ddl_ext'"
+sleep 1.5
+has_no_supervisor ddl_test
+ok $? "a prepared, uncommitted CREATE EXTENSION starts no supervisor"
+q ddl_test "COMMIT PREPARED 'ddl_ext'"
+wait_until 5 has_supervisor ddl_test
+ok $? "COMMIT PREPARED of a CREATE EXTENSION starts it"
 
 out=$(q "CREATE DATABASE ddl_copy TEMPLATE ddl_test" 2>&1)
 ok $? "CREATE DATABASE ... TEMPLATE a database with a supervisor works${out:+: $out}"
