@@ -13,7 +13,10 @@ OBJS = \
 	src/ddl_watch.o \
 	src/launcher.o \
 	src/supervisor.o \
-	src/workers.o
+	src/workers.o \
+	src/catalog.o \
+	src/kafka_decode.o \
+	src/kafka_source.o
 DATA = $(wildcard pg_pipeline--*.sql)
 PGFILEDESC = "pg_pipeline - data pipelines inside PostgreSQL"
 
@@ -45,6 +48,9 @@ ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
 
 all: $(MOCK_BROKER)
+
+# PGXS tracks no header dependencies here: rebuild on any header change
+$(OBJS): $(wildcard src/*.h)
 
 $(MOCK_BROKER): test/kafka_mock_broker.c
 	$(CC) -O2 -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) $(RDKAFKA_CFLAGS) \

@@ -15,7 +15,13 @@ CREATE FUNCTION pipeline.worker_processes(
     OUT database_oid pg_catalog.oid,
     OUT kind pg_catalog.text,
     OUT state pg_catalog.text,
-    OUT started_at pg_catalog.timestamptz)
+    OUT started_at pg_catalog.timestamptz,
+    OUT object_id pg_catalog.int8,
+    OUT object_index pg_catalog.int4,
+    OUT messages pg_catalog.int8,
+    OUT bytes pg_catalog.int8,
+    OUT messages_per_second pg_catalog.float8,
+    OUT bytes_per_second pg_catalog.float8)
 RETURNS SETOF record
 LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
@@ -38,3 +44,618 @@ COMMENT ON VIEW pipeline.workers IS
     'running pg_pipeline background workers of the whole cluster: the launcher (no database) and one supervisor per database that has the extension';
 REVOKE ALL ON pipeline.workers FROM PUBLIC;
 GRANT SELECT ON pipeline.workers TO PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Kafka sources
+--
+-- Rows belong to the role that created them (owner); row-level security lets
+-- each role see and change only its own.  Workers run as the owner, so they
+-- can write only where the owner may.
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION pipeline.catalog_changed()
+RETURNS trigger
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_catalog_changed';
+COMMENT ON FUNCTION pipeline.catalog_changed() IS
+    'trigger: wakes this database''s supervisor when the transaction commits, so that it starts or stops workers';
+REVOKE ALL ON FUNCTION pipeline.catalog_changed() FROM PUBLIC;
+
+-- plain sequences, not identity columns, so pg_dump carries their positions
+CREATE SEQUENCE pipeline.kafka_source_id_seq;
+CREATE SEQUENCE pipeline.kafka_dead_letter_id_seq;
+
+CREATE TABLE pipeline.kafka_sources (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.kafka_source_id_seq'),
+    name text NOT NULL UNIQUE,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    brokers text NOT NULL,
+    topic text NOT NULL,
+    target regclass NOT NULL,
+    format text NOT NULL,
+    columns text[] NOT NULL,
+    paths text[] NOT NULL,
+    key_column text,
+    partition_column text,
+    offset_column text,
+    timestamp_column text,
+    start_position text NOT NULL DEFAULT 'earliest',
+    batch_size integer NOT NULL DEFAULT 10000,
+    max_batch_latency_ms integer NOT NULL DEFAULT 200,
+    parallelism integer NOT NULL DEFAULT 1,
+    on_error text NOT NULL DEFAULT 'dead_letter',
+    enabled boolean NOT NULL DEFAULT true,
+    generation bigint NOT NULL DEFAULT 1,
+    paused_reason text,
+    last_error text,
+    last_error_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK (format OPERATOR(pg_catalog.=) ANY (ARRAY['json', 'jsonb', 'text', 'csv'])),
+    CHECK (on_error OPERATOR(pg_catalog.=) ANY (ARRAY['dead_letter', 'skip', 'stop'])),
+    CHECK (batch_size BETWEEN 1 AND 1000000),
+    CHECK (max_batch_latency_ms BETWEEN 1 AND 3600000),
+    CHECK (parallelism BETWEEN 1 AND 64),
+    CHECK (pg_catalog.cardinality(columns) OPERATOR(pg_catalog.=) pg_catalog.cardinality(paths))
+);
+COMMENT ON TABLE pipeline.kafka_sources IS
+    'Kafka sources: which topic streams into which table, and how; change them with the pipeline.*kafka_source functions';
+CREATE TRIGGER kafka_sources_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pipeline.kafka_sources
+    FOR EACH STATEMENT EXECUTE FUNCTION pipeline.catalog_changed();
+
+-- librdkafka properties, such as SASL credentials: readable by the owner only
+CREATE TABLE pipeline.kafka_source_properties (
+    source_id bigint NOT NULL REFERENCES pipeline.kafka_sources (id) ON DELETE CASCADE,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    name text NOT NULL,
+    value text NOT NULL,
+    PRIMARY KEY (source_id, name)
+);
+COMMENT ON TABLE pipeline.kafka_source_properties IS
+    'librdkafka properties of each Kafka source (for example SASL/SSL settings); each role sees only its own';
+
+-- next offset to read per partition; advanced in the same transaction as the rows
+CREATE TABLE pipeline.kafka_offsets (
+    source_id bigint NOT NULL REFERENCES pipeline.kafka_sources (id) ON DELETE CASCADE,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    partition integer NOT NULL,
+    next_offset bigint NOT NULL,
+    high_watermark bigint,
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (source_id, partition)
+);
+COMMENT ON TABLE pipeline.kafka_offsets IS
+    'committed position of each Kafka source per partition: the next offset to read, committed with the rows it produced';
+
+CREATE TABLE pipeline.kafka_dead_letters (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.kafka_dead_letter_id_seq'),
+    source_id bigint NOT NULL,
+    source_name text NOT NULL,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    partition integer NOT NULL,
+    "offset" bigint NOT NULL,
+    key bytea,
+    payload bytea,
+    error text NOT NULL,
+    sqlstate text,
+    failed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX ON pipeline.kafka_dead_letters (source_id, partition, "offset");
+COMMENT ON TABLE pipeline.kafka_dead_letters IS
+    'messages that could not be stored, with their raw bytes and the reason; written in the same transaction as the good rows';
+
+ALTER TABLE pipeline.kafka_sources ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pipeline.kafka_source_properties ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pipeline.kafka_offsets ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pipeline.kafka_dead_letters ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_only ON pipeline.kafka_sources
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
+CREATE POLICY owner_only ON pipeline.kafka_source_properties
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
+CREATE POLICY owner_only ON pipeline.kafka_offsets
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
+CREATE POLICY owner_only ON pipeline.kafka_dead_letters
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
+
+REVOKE ALL ON pipeline.kafka_sources, pipeline.kafka_source_properties,
+              pipeline.kafka_offsets, pipeline.kafka_dead_letters FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON pipeline.kafka_sources, pipeline.kafka_source_properties,
+              pipeline.kafka_offsets TO PUBLIC;
+GRANT SELECT, INSERT, DELETE ON pipeline.kafka_dead_letters TO PUBLIC;
+REVOKE ALL ON SEQUENCE pipeline.kafka_source_id_seq, pipeline.kafka_dead_letter_id_seq FROM PUBLIC;
+GRANT USAGE ON SEQUENCE pipeline.kafka_source_id_seq, pipeline.kafka_dead_letter_id_seq TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('pipeline.kafka_sources', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.kafka_source_properties', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.kafka_offsets', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.kafka_dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.kafka_source_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.kafka_dead_letter_id_seq', '');
+
+-- Raises the error for an unknown source (others' sources are invisible too)
+CREATE FUNCTION pipeline.kafka_source_id(source_name text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_id bigint;
+BEGIN
+    SELECT s.id INTO found_id FROM pipeline.kafka_sources s WHERE s.name OPERATOR(pg_catalog.=) source_name;
+    IF found_id IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('kafka source "%s" does not exist', source_name),
+            HINT = 'SELECT name FROM pipeline.kafka_sources lists the sources you own.';
+    END IF;
+    RETURN found_id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.kafka_source_id(text) IS
+    'id of the Kafka source of that name among those the current role owns; an error if there is none';
+REVOKE ALL ON FUNCTION pipeline.kafka_source_id(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.kafka_source_id(text) TO PUBLIC;
+
+-- Checks that a column of the target exists and returns its type
+CREATE FUNCTION pipeline.target_column_type(target regclass, column_name text)
+RETURNS regtype
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    column_type regtype;
+BEGIN
+    SELECT a.atttypid::regtype INTO column_type
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid OPERATOR(pg_catalog.=) target
+       AND a.attname OPERATOR(pg_catalog.=) column_name
+       AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+    IF column_type IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_column',
+            MESSAGE = pg_catalog.format('column "%s" of relation %s does not exist', column_name, target),
+            HINT = 'Name a column of the target table.';
+    END IF;
+    RETURN column_type;
+END
+$$;
+COMMENT ON FUNCTION pipeline.target_column_type(regclass, text) IS
+    'type of a column of a source''s target table; an error naming the column if it does not exist';
+REVOKE ALL ON FUNCTION pipeline.target_column_type(regclass, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.target_column_type(regclass, text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.check_kafka_start(start_at text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF start_at OPERATOR(pg_catalog.=) ANY (ARRAY['earliest', 'latest']) THEN
+        RETURN start_at;
+    END IF;
+    BEGIN
+        RETURN pg_catalog.to_char(start_at::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+    EXCEPTION WHEN others THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid start position "%s"', start_at),
+            HINT = 'Use earliest, latest or a timestamp such as ''2026-01-31 12:00+00''.';
+    END;
+END
+$$;
+COMMENT ON FUNCTION pipeline.check_kafka_start(text) IS
+    'normalises a Kafka start position (earliest, latest or a timestamp); an error otherwise';
+REVOKE ALL ON FUNCTION pipeline.check_kafka_start(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.check_kafka_start(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.check_kafka_settings(settings jsonb, allowed text[])
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key text;
+BEGIN
+    IF settings IS NULL OR pg_catalog.jsonb_typeof(settings) OPERATOR(pg_catalog.<>) 'object' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'options must be a JSON object',
+            HINT = 'For example ''{"batch_size": 5000}''.';
+    END IF;
+    FOR key IN SELECT pg_catalog.jsonb_object_keys(settings) LOOP
+        IF NOT key OPERATOR(pg_catalog.=) ANY (allowed) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('unknown option "%s"', key),
+                HINT = 'Valid options are: ' OPERATOR(pg_catalog.||) pg_catalog.array_to_string(allowed, ', ') OPERATOR(pg_catalog.||) '.';
+        END IF;
+    END LOOP;
+    IF settings ? 'batch_size' AND (CASE WHEN (settings->>'batch_size') ~ '^[0-9]{1,7}$'
+                                   THEN (settings->>'batch_size')::int NOT BETWEEN 1 AND 1000000
+                                   ELSE true END) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid batch_size %s', settings->'batch_size'),
+            HINT = 'Use a number of messages between 1 and 1000000.';
+    END IF;
+    IF settings ? 'max_batch_latency_ms' AND (CASE WHEN (settings->>'max_batch_latency_ms') ~ '^[0-9]{1,7}$'
+                                   THEN (settings->>'max_batch_latency_ms')::int NOT BETWEEN 1 AND 3600000
+                                   ELSE true END) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid max_batch_latency_ms %s', settings->'max_batch_latency_ms'),
+            HINT = 'Use milliseconds between 1 and 3600000.';
+    END IF;
+    IF settings ? 'parallelism' AND (CASE WHEN (settings->>'parallelism') ~ '^[0-9]{1,2}$'
+                                   THEN (settings->>'parallelism')::int NOT BETWEEN 1 AND 64
+                                   ELSE true END) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid parallelism %s', settings->'parallelism'),
+            HINT = 'Use a number of workers between 1 and 64; each takes one of max_worker_processes.';
+    END IF;
+    IF settings ? 'on_error' AND NOT (settings->>'on_error') OPERATOR(pg_catalog.=) ANY (ARRAY['dead_letter', 'skip', 'stop']) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid on_error %s', settings->'on_error'),
+            HINT = 'Use dead_letter (keep bad messages in pipeline.kafka_dead_letters), skip, or stop.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pipeline.check_kafka_settings(jsonb, text[]) IS
+    'validates the options of a Kafka source against the allowed names and ranges';
+REVOKE ALL ON FUNCTION pipeline.check_kafka_settings(jsonb, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.check_kafka_settings(jsonb, text[]) TO PUBLIC;
+
+CREATE FUNCTION pipeline.create_kafka_source(
+    name text,
+    brokers text,
+    topic text,
+    target regclass,
+    format text DEFAULT 'json',
+    options jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    metadata_kinds constant text[] := ARRAY['key', 'partition', 'offset', 'timestamp'];
+    metadata_types constant text[] := ARRAY['text, character varying, bytea',
+                                            'integer, bigint',
+                                            'bigint, numeric',
+                                            'timestamp with time zone, timestamp without time zone'];
+    kind text;
+    column_name text;
+    column_type regtype;
+    metadata_columns text[] := '{}';
+    data_columns text[] := '{}';
+    data_paths text[] := '{}';
+    new_id bigint;
+    property record;
+BEGIN
+    IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'kafka source name must not be empty',
+            HINT = 'Give the source a name, for example ''pageviews''.';
+    END IF;
+    IF brokers IS NULL OR brokers !~ '^[A-Za-z0-9._-]+:[0-9]{1,5}(,[A-Za-z0-9._-]+:[0-9]{1,5})*$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid broker list "%s"', brokers),
+            HINT = 'Give host:port pairs separated by commas, for example ''kafka1:9092,kafka2:9092''.';
+    END IF;
+    IF topic IS NULL OR topic !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid topic name "%s"', topic),
+            HINT = 'Kafka topic names have 1 to 249 letters, digits, dots, underscores or hyphens.';
+    END IF;
+    IF format IS NULL OR NOT format OPERATOR(pg_catalog.=) ANY (ARRAY['json', 'jsonb', 'text', 'csv']) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('unknown format "%s"', format),
+            HINT = 'Use json (fields into columns), jsonb or text (whole message into one column), or csv.';
+    END IF;
+    PERFORM pipeline.check_kafka_settings(options, ARRAY['columns', 'payload_column', 'key_column',
+        'partition_column', 'offset_column', 'timestamp_column', 'start', 'batch_size',
+        'max_batch_latency_ms', 'parallelism', 'on_error', 'kafka_properties']);
+
+    IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) target)
+       NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+            MESSAGE = pg_catalog.format('%s is not a table', target),
+            HINT = 'A Kafka source writes into a table or a partitioned table.';
+    END IF;
+    IF NOT pg_catalog.has_table_privilege(target, 'INSERT') THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = pg_catalog.format('permission denied for table %s', target),
+            HINT = 'A source writes as the role that creates it: grant that role INSERT on the table, or create the source as a role that has it.';
+    END IF;
+    IF NOT (SELECT r.rolcanlogin FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = pg_catalog.format('role "%s" cannot log in', CURRENT_USER),
+            HINT = 'Source workers connect as the role that owns the source: give it LOGIN, or create the source as a role that has it.';
+    END IF;
+
+    -- Kafka metadata columns
+    FOR i IN 1 .. pg_catalog.array_length(metadata_kinds, 1) LOOP
+        kind := metadata_kinds[i];
+        column_name := options->>(kind OPERATOR(pg_catalog.||) '_column');
+        CONTINUE WHEN column_name IS NULL;
+        column_type := pipeline.target_column_type(target, column_name);
+        IF NOT column_type::text OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array(metadata_types[i], ', ')) THEN
+            RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                MESSAGE = pg_catalog.format('column "%s" of type %s cannot hold the Kafka message %s', column_name, column_type, kind),
+                HINT = pg_catalog.format('Use a column of type %s.', pg_catalog.replace(metadata_types[i], ', ', ' or '));
+        END IF;
+        metadata_columns := metadata_columns OPERATOR(pg_catalog.||) column_name;
+    END LOOP;
+
+    -- Payload columns, in the order the worker fills them
+    IF format OPERATOR(pg_catalog.=) 'json' AND options ? 'columns' THEN
+        IF pg_catalog.jsonb_typeof(options->'columns') OPERATOR(pg_catalog.<>) 'object' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'option "columns" must map column names to JSON paths for format json',
+                HINT = 'For example ''{"columns": {"user_id": "user.id", "url": "page.url"}}''.';
+        END IF;
+        SELECT pg_catalog.array_agg(c.key ORDER BY c.key), pg_catalog.array_agg(c.value ORDER BY c.key)
+          INTO data_columns, data_paths
+          FROM pg_catalog.jsonb_each_text(options->'columns') c;
+    ELSIF format OPERATOR(pg_catalog.=) 'csv' AND options ? 'columns' THEN
+        IF pg_catalog.jsonb_typeof(options->'columns') OPERATOR(pg_catalog.<>) 'array' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'option "columns" must list the columns in CSV field order for format csv',
+                HINT = 'For example ''{"columns": ["store_id", "amount", "sold_at"]}''.';
+        END IF;
+        SELECT pg_catalog.array_agg(c.value ORDER BY c.ordinality), pg_catalog.array_agg(c.value ORDER BY c.ordinality)
+          INTO data_columns, data_paths
+          FROM pg_catalog.jsonb_array_elements_text(options->'columns') WITH ORDINALITY c;
+    ELSIF format OPERATOR(pg_catalog.=) ANY (ARRAY['jsonb', 'text']) THEN
+        IF options ? 'payload_column' THEN
+            data_columns := ARRAY[options->>'payload_column'];
+        ELSE
+            SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) INTO data_columns
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid OPERATOR(pg_catalog.=) target AND a.attnum OPERATOR(pg_catalog.>) 0
+               AND NOT a.attisdropped AND a.attgenerated OPERATOR(pg_catalog.=) ''
+               AND NOT a.attname::text OPERATOR(pg_catalog.=) ANY (metadata_columns);
+            IF pg_catalog.cardinality(data_columns) OPERATOR(pg_catalog.<>) 1 THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = pg_catalog.format('cannot tell which column of %s takes the message', target),
+                    HINT = 'Name it with the option payload_column, for example ''{"payload_column": "body"}''.';
+            END IF;
+        END IF;
+        data_paths := ARRAY[''];
+    ELSE
+        -- every other insertable column, filled from the same-named key or CSV field
+        SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum), pg_catalog.array_agg(a.attname::text ORDER BY a.attnum)
+          INTO data_columns, data_paths
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid OPERATOR(pg_catalog.=) target AND a.attnum OPERATOR(pg_catalog.>) 0
+           AND NOT a.attisdropped AND a.attgenerated OPERATOR(pg_catalog.=) ''
+           AND NOT a.attname::text OPERATOR(pg_catalog.=) ANY (metadata_columns);
+    END IF;
+    IF data_columns IS NULL OR pg_catalog.cardinality(data_columns) OPERATOR(pg_catalog.=) 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('no column of %s is filled from the message', target),
+            HINT = 'Add columns to the table, or map them with the option columns.';
+    END IF;
+    FOR i IN 1 .. pg_catalog.cardinality(data_columns) LOOP
+        column_type := pipeline.target_column_type(target, data_columns[i]);
+        IF data_columns[i] OPERATOR(pg_catalog.=) ANY (metadata_columns) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('column "%s" is filled twice', data_columns[i]),
+                HINT = 'A column takes either a message field or Kafka metadata, not both.';
+        END IF;
+        IF format OPERATOR(pg_catalog.=) 'json'
+           AND ((SELECT t.typcategory FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) column_type) OPERATOR(pg_catalog.=) ANY (ARRAY['A', 'C'])) THEN
+            RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                MESSAGE = pg_catalog.format('column "%s" of type %s cannot be filled from a JSON field', data_columns[i], column_type),
+                HINT = 'Use json or jsonb for nested values, or a scalar type.';
+        END IF;
+        IF format OPERATOR(pg_catalog.=) 'jsonb' AND NOT column_type::text OPERATOR(pg_catalog.=) ANY (ARRAY['json', 'jsonb']) THEN
+            RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                MESSAGE = pg_catalog.format('column "%s" of type %s cannot hold a whole JSON message', data_columns[i], column_type),
+                HINT = 'Use a jsonb (or json) column, or format text.';
+        END IF;
+        IF format OPERATOR(pg_catalog.=) 'text' AND NOT column_type::text OPERATOR(pg_catalog.=) ANY (ARRAY['text', 'character varying', 'json', 'jsonb', 'xml']) THEN
+            RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                MESSAGE = pg_catalog.format('column "%s" of type %s cannot hold a whole text message', data_columns[i], column_type),
+                HINT = 'Use a text column, or format json to fill typed columns.';
+        END IF;
+    END LOOP;
+
+    IF options ? 'kafka_properties' THEN
+        IF pg_catalog.jsonb_typeof(options->'kafka_properties') OPERATOR(pg_catalog.<>) 'object' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'option "kafka_properties" must be a JSON object of librdkafka properties',
+                HINT = 'For example ''{"kafka_properties": {"security.protocol": "SASL_SSL"}}''.';
+        END IF;
+        FOR property IN SELECT * FROM pg_catalog.jsonb_each(options->'kafka_properties') LOOP
+            IF property.key OPERATOR(pg_catalog.=) ANY (ARRAY['bootstrap.servers', 'metadata.broker.list',
+                    'group.id', 'enable.auto.commit', 'enable.auto.offset.store', 'auto.offset.reset',
+                    'enable.partition.eof', 'log.queue']) THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = pg_catalog.format('librdkafka property "%s" is managed by pg_pipeline', property.key),
+                    HINT = 'Offsets live in pipeline.kafka_offsets and brokers are an argument; leave this property out.';
+            END IF;
+            IF pg_catalog.jsonb_typeof(property.value) NOT IN ('string', 'number', 'boolean') THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = pg_catalog.format('librdkafka property "%s" must be a string, number or boolean', property.key),
+                    HINT = 'librdkafka properties are flat name/value pairs.';
+            END IF;
+        END LOOP;
+    END IF;
+
+    BEGIN
+        INSERT INTO pipeline.kafka_sources (name, brokers, topic, target, format, columns, paths,
+            key_column, partition_column, offset_column, timestamp_column, start_position,
+            batch_size, max_batch_latency_ms, parallelism, on_error)
+        VALUES (name, brokers, topic, target, format, data_columns, data_paths,
+            options->>'key_column', options->>'partition_column', options->>'offset_column',
+            options->>'timestamp_column',
+            pipeline.check_kafka_start(COALESCE(options->>'start', 'earliest')),
+            COALESCE((options->>'batch_size')::int, 10000),
+            COALESCE((options->>'max_batch_latency_ms')::int, 200),
+            COALESCE((options->>'parallelism')::int, 1),
+            COALESCE(options->>'on_error', 'dead_letter'))
+        RETURNING id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = pg_catalog.format('kafka source "%s" already exists', name),
+            HINT = 'Drop it first with pipeline.drop_kafka_source, or choose another name.';
+    END;
+
+    INSERT INTO pipeline.kafka_source_properties (source_id, name, value)
+    SELECT new_id, p.key, p.value
+      FROM pg_catalog.jsonb_each_text(COALESCE(options->'kafka_properties', '{}')) p;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.create_kafka_source(text, text, text, regclass, text, jsonb) IS
+    'creates a Kafka source: background workers stream the topic into the target table, exactly once; returns its id';
+REVOKE ALL ON FUNCTION pipeline.create_kafka_source(text, text, text, regclass, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.create_kafka_source(text, text, text, regclass, text, jsonb) TO PUBLIC;
+
+CREATE FUNCTION pipeline.drop_kafka_source(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    source bigint := pipeline.kafka_source_id(name);
+BEGIN
+    DELETE FROM pipeline.kafka_sources s WHERE s.id OPERATOR(pg_catalog.=) source;
+END
+$$;
+COMMENT ON FUNCTION pipeline.drop_kafka_source(text) IS
+    'drops a Kafka source and its offsets and stops its workers; its dead letters stay';
+REVOKE ALL ON FUNCTION pipeline.drop_kafka_source(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.drop_kafka_source(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.pause_kafka_source(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    source bigint := pipeline.kafka_source_id(name);
+BEGIN
+    UPDATE pipeline.kafka_sources s
+       SET enabled = false, paused_reason = 'paused by pipeline.pause_kafka_source',
+           generation = s.generation OPERATOR(pg_catalog.+) 1
+     WHERE s.id OPERATOR(pg_catalog.=) source;
+END
+$$;
+COMMENT ON FUNCTION pipeline.pause_kafka_source(text) IS
+    'stops a Kafka source''s workers after their current batch; its position is kept';
+REVOKE ALL ON FUNCTION pipeline.pause_kafka_source(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.pause_kafka_source(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.resume_kafka_source(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    source bigint := pipeline.kafka_source_id(name);
+BEGIN
+    UPDATE pipeline.kafka_sources s
+       SET enabled = true, paused_reason = NULL, generation = s.generation OPERATOR(pg_catalog.+) 1
+     WHERE s.id OPERATOR(pg_catalog.=) source;
+END
+$$;
+COMMENT ON FUNCTION pipeline.resume_kafka_source(text) IS
+    'restarts a paused Kafka source from its committed offsets';
+REVOKE ALL ON FUNCTION pipeline.resume_kafka_source(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.resume_kafka_source(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.alter_kafka_source(name text, options jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    source bigint := pipeline.kafka_source_id(name);
+BEGIN
+    PERFORM pipeline.check_kafka_settings(options,
+        ARRAY['batch_size', 'max_batch_latency_ms', 'parallelism', 'on_error']);
+    UPDATE pipeline.kafka_sources s
+       SET batch_size = COALESCE((options->>'batch_size')::int, s.batch_size),
+           max_batch_latency_ms = COALESCE((options->>'max_batch_latency_ms')::int, s.max_batch_latency_ms),
+           parallelism = COALESCE((options->>'parallelism')::int, s.parallelism),
+           on_error = COALESCE(options->>'on_error', s.on_error),
+           generation = s.generation OPERATOR(pg_catalog.+) 1
+     WHERE s.id OPERATOR(pg_catalog.=) source;
+END
+$$;
+COMMENT ON FUNCTION pipeline.alter_kafka_source(text, jsonb) IS
+    'changes batch_size, max_batch_latency_ms, parallelism or on_error of a Kafka source; workers restart from the committed offsets';
+REVOKE ALL ON FUNCTION pipeline.alter_kafka_source(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.alter_kafka_source(text, jsonb) TO PUBLIC;
+
+CREATE FUNCTION pipeline.reset_kafka_source(name text, start_at text DEFAULT 'earliest')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    source bigint := pipeline.kafka_source_id(name);
+    explicit jsonb;
+BEGIN
+    IF pg_catalog.left(pg_catalog.btrim(start_at), 1) OPERATOR(pg_catalog.=) '{' THEN
+        BEGIN
+            explicit := start_at::jsonb;
+            PERFORM (e.key)::int, (e.value #>> '{}')::bigint FROM pg_catalog.jsonb_each(explicit) e;
+        EXCEPTION WHEN others THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('invalid offsets "%s"', start_at),
+                HINT = 'Map partitions to offsets, for example ''{"0": 1200, "1": 1180}''.';
+        END;
+        INSERT INTO pipeline.kafka_offsets AS o (source_id, owner, partition, next_offset)
+        SELECT source, s.owner, (e.key)::int, (e.value #>> '{}')::bigint
+          FROM pg_catalog.jsonb_each(explicit) e, pipeline.kafka_sources s
+         WHERE s.id OPERATOR(pg_catalog.=) source
+        ON CONFLICT (source_id, partition) DO UPDATE
+           SET next_offset = excluded.next_offset, updated_at = pg_catalog.now();
+    ELSE
+        DELETE FROM pipeline.kafka_offsets o WHERE o.source_id OPERATOR(pg_catalog.=) source;
+        UPDATE pipeline.kafka_sources s SET start_position = pipeline.check_kafka_start(start_at)
+         WHERE s.id OPERATOR(pg_catalog.=) source;
+    END IF;
+    UPDATE pipeline.kafka_sources s
+       SET generation = s.generation OPERATOR(pg_catalog.+) 1, last_error = NULL, last_error_at = NULL
+     WHERE s.id OPERATOR(pg_catalog.=) source;
+END
+$$;
+COMMENT ON FUNCTION pipeline.reset_kafka_source(text, text) IS
+    'moves a Kafka source to earliest, latest, a timestamp, or explicit offsets given as JSON {"partition": offset}';
+REVOKE ALL ON FUNCTION pipeline.reset_kafka_source(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.reset_kafka_source(text, text) TO PUBLIC;
+
+-- security_invoker: each role sees the status of its own sources only
+CREATE VIEW pipeline.kafka_status WITH (security_invoker = true) AS
+SELECT s.name AS source,
+       o.partition,
+       w.pid AS worker_pid,
+       CASE WHEN NOT s.enabled THEN 'paused'
+            WHEN w.pid IS NULL THEN 'starting'
+            ELSE w.state END AS state,
+       o.next_offset AS committed_offset,
+       o.high_watermark,
+       GREATEST(o.high_watermark OPERATOR(pg_catalog.-) o.next_offset, 0) AS lag,
+       o.updated_at AS committed_at,
+       pg_catalog.round(w.messages_per_second::numeric, 1) AS worker_messages_per_second,
+       pg_catalog.round(w.bytes_per_second::numeric, 1) AS worker_bytes_per_second,
+       COALESCE(s.paused_reason, s.last_error) AS last_error,
+       s.last_error_at
+  FROM pipeline.kafka_sources AS s
+  LEFT JOIN pipeline.kafka_offsets AS o ON o.source_id OPERATOR(pg_catalog.=) s.id
+  LEFT JOIN pipeline.worker_processes() AS w
+         ON w.kind OPERATOR(pg_catalog.=) 'kafka source'
+        AND w.database_oid OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                                    WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+        AND w.object_id OPERATOR(pg_catalog.=) s.id
+        AND w.object_index OPERATOR(pg_catalog.=) (o.partition OPERATOR(pg_catalog.%) s.parallelism);
+COMMENT ON VIEW pipeline.kafka_status IS
+    'one row per Kafka source and partition: worker, state, committed offset, high watermark, lag, throughput of the worker over the last minute, last error';
+REVOKE ALL ON pipeline.kafka_status FROM PUBLIC;
+GRANT SELECT ON pipeline.kafka_status TO PUBLIC;

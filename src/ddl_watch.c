@@ -38,9 +38,10 @@
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
-/* What to tell the launcher when the current transaction commits */
+/* What to tell the launcher or supervisor when the transaction commits */
 static bool check_database_at_commit = false;
 static bool rescan_at_commit = false;
+static bool wake_supervisor_at_commit = false;
 
 static bool
 NamesOurExtension(List *names)
@@ -213,16 +214,27 @@ PipelineXactCallback(XactEvent event, void *arg)
 				PipelineRequestDatabaseCheck(MyDatabaseId);
 			if (rescan_at_commit)
 				PipelineRequestDatabaseCheck(InvalidOid);
+			if (wake_supervisor_at_commit)
+				PipelineWakeSupervisor(MyDatabaseId);
 			check_database_at_commit = rescan_at_commit = false;
+			wake_supervisor_at_commit = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:	/* COMMIT PREPARED reports it instead */
 			check_database_at_commit = rescan_at_commit = false;
+			wake_supervisor_at_commit = false;
 			break;
 		default:
 			break;
 	}
+}
+
+/* The catalog changed: the supervisor must look at it once we commit */
+void
+PipelineWakeSupervisorAtCommit(void)
+{
+	wake_supervisor_at_commit = true;
 }
 
 void

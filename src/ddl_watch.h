@@ -9,5 +9,6 @@
 #define PG_PIPELINE_DDL_WATCH_H
 
 extern void PipelineDdlWatchInit(void);
+extern void PipelineWakeSupervisorAtCommit(void);
 
 #endif							/* PG_PIPELINE_DDL_WATCH_H */

@@ -90,8 +90,9 @@ PipelineLauncherRegister(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-static long
-BackoffMs(int failures)
+/* Wait before the next start after that many consecutive failures */
+long
+PipelineBackoffMs(int failures)
 {
 	long		ms = BACKOFF_MIN_MS;
 
@@ -148,17 +149,6 @@ ScanDatabases(void)
 		entry->dropped = !entry->seen;
 }
 
-/* Wake a running supervisor so that it re-checks its extension */
-static void
-PokeSupervisor(DatabaseEntry *entry)
-{
-	int			pid = PipelineSlotPid(entry->slotno);
-	PGPROC	   *proc = pid != 0 ? BackendPidGetProc(pid) : NULL;
-
-	if (proc != NULL)
-		SetLatch(&proc->procLatch);
-}
-
 /* Note that a database may have gained or lost the extension */
 static void
 RecheckDatabase(DatabaseEntry *entry)
@@ -167,7 +157,7 @@ RecheckDatabase(DatabaseEntry *entry)
 	{
 		/* it may have checked before the DDL committed: see SupervisorStopped */
 		entry->recheck = true;
-		PokeSupervisor(entry);
+		PipelineWakeSupervisor(entry->dboid);
 	}
 	else if (entry->absent)
 	{
@@ -214,7 +204,7 @@ static void
 StartSupervisor(DatabaseEntry *entry, TimestampTz now)
 {
 	BackgroundWorker worker;
-	int			slotno = PipelineSlotReserve(PIPELINE_WORKER_SUPERVISOR, entry->dboid);
+	int			slotno = PipelineSlotReserve(PIPELINE_WORKER_SUPERVISOR, entry->dboid, 0, 0);
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -245,12 +235,12 @@ StartSupervisor(DatabaseEntry *entry, TimestampTz now)
 	}
 	entry->handle = NULL;
 	entry->failures++;
-	entry->next_start = TimestampTzPlusMilliseconds(now, BackoffMs(entry->failures));
+	entry->next_start = TimestampTzPlusMilliseconds(now, PipelineBackoffMs(entry->failures));
 	ereport(WARNING,
 			(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 			 errmsg("could not start pg_pipeline supervisor for database \"%s\": no free background worker slot",
 					entry->name),
-			 errdetail("Retrying in %ld ms.", BackoffMs(entry->failures)),
+			 errdetail("Retrying in %ld ms.", PipelineBackoffMs(entry->failures)),
 			 errhint("Raise max_worker_processes (currently %d): pg_pipeline needs one slot for its launcher and one per database that has the extension, besides those of other extensions and parallel queries.",
 					 max_worker_processes)));
 }
@@ -290,10 +280,10 @@ SupervisorStopped(DatabaseEntry *entry, TimestampTz now, bool planned)
 		TimestampDifferenceExceeds(started_at, now, pg_pipeline_restart_backoff_max))
 		entry->failures = 0;
 	entry->failures++;
-	entry->next_start = TimestampTzPlusMilliseconds(now, BackoffMs(entry->failures));
+	entry->next_start = TimestampTzPlusMilliseconds(now, PipelineBackoffMs(entry->failures));
 	ereport(LOG,
 			(errmsg("pg_pipeline supervisor for database \"%s\" exited; restarting in %ld ms",
-					entry->name, BackoffMs(entry->failures))));
+					entry->name, PipelineBackoffMs(entry->failures))));
 }
 
 /*
@@ -397,8 +387,7 @@ PipelineLauncherMain(Datum main_arg)
 	pgstat_report_appname("pg_pipeline launcher");
 
 	PipelineLauncherAttach();
-	PipelineSlotsAdopt();
-	slotno = PipelineSlotReserve(PIPELINE_WORKER_LAUNCHER, InvalidOid);
+	slotno = PipelineSlotReserve(PIPELINE_WORKER_LAUNCHER, InvalidOid, 0, 0);
 	if (slotno >= 0 && PipelineSlotAttach(slotno, PIPELINE_WORKER_LAUNCHER, InvalidOid))
 		PipelineSlotSetState(slotno, "running");
 

@@ -11,6 +11,7 @@
 #include "fmgr.h"
 
 extern void PipelineLauncherRegister(void);
+extern long PipelineBackoffMs(int failures);
 extern PGDLLEXPORT void PipelineLauncherMain(Datum main_arg) pg_attribute_noreturn();
 
 #endif							/* PG_PIPELINE_LAUNCHER_H */

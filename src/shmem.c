@@ -39,10 +39,11 @@ typedef struct PipelineWorkerSlot
 	PipelineWorkerKind kind;
 	Oid			dboid;
 	int			pid;			/* 0 until attached and after exit */
-	int			launcher_pid;	/* launcher that reserved the slot */
+	int			parent_pid;		/* launcher or supervisor that reserved it */
 	TimestampTz started_at;
 	PipelineWorkerExit exit_reason;
 	char		state[PIPELINE_STATE_LEN];
+	PipelineWorkerStats stats;
 } PipelineWorkerSlot;
 
 typedef struct PipelineSuspension
@@ -127,11 +128,22 @@ PipelineShmemInit(void)
 }
 
 /*
+ * A slot whose worker is not running and whose parent is gone will never be
+ * released by anyone (the parent died between reserving and releasing it).
+ */
+static bool
+PipelineSlotOrphaned(PipelineWorkerSlot *slot)
+{
+	return slot->in_use && slot->pid == 0 && slot->parent_pid != MyProcPid &&
+		BackendPidGetProc(slot->parent_pid) == NULL;
+}
+
+/*
  * Reserve a free registry slot for a worker about to be started.
  * Returns -1 when every slot is taken.
  */
 int
-PipelineSlotReserve(PipelineWorkerKind kind, Oid dboid)
+PipelineSlotReserve(PipelineWorkerKind kind, Oid dboid, int64 object_id, int object_index)
 {
 	int			slotno = -1;
 
@@ -140,13 +152,15 @@ PipelineSlotReserve(PipelineWorkerKind kind, Oid dboid)
 	{
 		PipelineWorkerSlot *slot = &pipeline_shared->slots[i];
 
-		if (slot->in_use)
+		if (slot->in_use && !PipelineSlotOrphaned(slot))
 			continue;
 		memset(slot, 0, sizeof(*slot));
 		slot->in_use = true;
 		slot->kind = kind;
 		slot->dboid = dboid;
-		slot->launcher_pid = MyProcPid;
+		slot->parent_pid = MyProcPid;
+		slot->stats.object_id = object_id;
+		slot->stats.object_index = object_index;
 		strlcpy(slot->state, "starting", PIPELINE_STATE_LEN);
 		slotno = i;
 		break;
@@ -164,15 +178,15 @@ PipelineSlotDetach(int code, Datum arg)
 	slot->pid = 0;
 	/* nobody is left to read our exit reason: free the slot ourselves */
 	if (slot->kind == PIPELINE_WORKER_LAUNCHER ||
-		slot->launcher_pid != pipeline_shared->launcher_pid)
+		BackendPidGetProc(slot->parent_pid) == NULL)
 		slot->in_use = false;
 	LWLockRelease(pipeline_shared->lock);
 }
 
 /*
  * Claim a reserved slot as the running worker.  Fails if the slot is not the
- * one reserved for us, or if another worker of the same kind still runs in
- * the same database (a leftover of a previous launcher).
+ * one reserved for us, or if another worker for the same job (kind,
+ * database, object) still runs: a leftover of a previous parent.
  */
 bool
 PipelineSlotAttach(int slotno, PipelineWorkerKind kind, Oid dboid)
@@ -192,7 +206,9 @@ PipelineSlotAttach(int slotno, PipelineWorkerKind kind, Oid dboid)
 		PipelineWorkerSlot *other = &pipeline_shared->slots[i];
 
 		if (i != slotno && other->in_use && other->pid != 0 &&
-			other->kind == kind && other->dboid == dboid)
+			other->kind == kind && other->dboid == dboid &&
+			other->stats.object_id == slot->stats.object_id &&
+			other->stats.object_index == slot->stats.object_index)
 			ok = false;
 	}
 	if (ok)
@@ -215,6 +231,40 @@ PipelineSlotSetState(int slotno, const char *state)
 	LWLockAcquire(pipeline_shared->lock, LW_EXCLUSIVE);
 	strlcpy(pipeline_shared->slots[slotno].state, state, PIPELINE_STATE_LEN);
 	LWLockRelease(pipeline_shared->lock);
+}
+
+/* Publish a worker's figures; its object and index stay as reserved */
+void
+PipelineSlotSetStats(int slotno, const PipelineWorkerStats *stats)
+{
+	PipelineWorkerSlot *slot = &pipeline_shared->slots[slotno];
+
+	LWLockAcquire(pipeline_shared->lock, LW_EXCLUSIVE);
+	slot->stats.messages = stats->messages;
+	slot->stats.bytes = stats->bytes;
+	slot->stats.messages_per_second = stats->messages_per_second;
+	slot->stats.bytes_per_second = stats->bytes_per_second;
+	LWLockRelease(pipeline_shared->lock);
+}
+
+/* The running worker of that kind in that database, or -1 */
+int
+PipelineSlotFind(PipelineWorkerKind kind, Oid dboid)
+{
+	int			slotno = -1;
+
+	if (pipeline_shared == NULL)
+		return -1;
+	LWLockAcquire(pipeline_shared->lock, LW_SHARED);
+	for (int i = 0; i < pipeline_shared->nslots; i++)
+	{
+		PipelineWorkerSlot *slot = &pipeline_shared->slots[i];
+
+		if (slot->in_use && slot->pid != 0 && slot->kind == kind && slot->dboid == dboid)
+			slotno = i;
+	}
+	LWLockRelease(pipeline_shared->lock);
+	return slotno;
 }
 
 void
@@ -254,24 +304,6 @@ PipelineSlotPid(int slotno)
 	return pid;
 }
 
-/*
- * Called by a starting launcher: slots reserved by an earlier launcher whose
- * worker never attached or already exited will not be read by anyone.
- */
-void
-PipelineSlotsAdopt(void)
-{
-	LWLockAcquire(pipeline_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < pipeline_shared->nslots; i++)
-	{
-		PipelineWorkerSlot *slot = &pipeline_shared->slots[i];
-
-		if (slot->in_use && slot->pid == 0 && slot->launcher_pid != MyProcPid)
-			slot->in_use = false;
-	}
-	LWLockRelease(pipeline_shared->lock);
-}
-
 /* Copy the running workers into a palloc'd array; returns their count */
 int
 PipelineWorkersSnapshot(PipelineWorkerInfo **workers)
@@ -298,6 +330,7 @@ PipelineWorkersSnapshot(PipelineWorkerInfo **workers)
 		info->kind = slot->kind;
 		info->started_at = slot->started_at;
 		memcpy(info->state, slot->state, PIPELINE_STATE_LEN);
+		info->stats = slot->stats;
 		n++;
 	}
 	LWLockRelease(pipeline_shared->lock);
@@ -370,6 +403,18 @@ PipelineRequestDatabaseCheck(Oid dboid)
 	PipelineWakeLauncher();
 }
 
+/* Set the latch of the supervisor of a database, if it runs */
+void
+PipelineWakeSupervisor(Oid dboid)
+{
+	int			slotno = PipelineSlotFind(PIPELINE_WORKER_SUPERVISOR, dboid);
+	int			pid = slotno >= 0 ? PipelineSlotPid(slotno) : 0;
+	PGPROC	   *proc = pid != 0 ? BackendPidGetProc(pid) : NULL;
+
+	if (proc != NULL)
+		SetLatch(&proc->procLatch);
+}
+
 /*
  * Launcher side of the mailbox: hands over the queued databases (palloc'd),
  * whether pg_database must be re-scanned and whether every database must be
@@ -401,7 +446,8 @@ PipelineSuspendDatabase(Oid dboid, long msecs)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	PipelineSuspension *target = NULL;
-	int			supervisor_pid = 0;
+	int			pids[64];
+	int			npids = 0;
 
 	if (pipeline_shared == NULL)
 		return;
@@ -429,8 +475,8 @@ PipelineSuspendDatabase(Oid dboid, long msecs)
 	{
 		PipelineWorkerSlot *slot = &pipeline_shared->slots[i];
 
-		if (slot->in_use && slot->pid != 0 && slot->dboid == dboid)
-			supervisor_pid = slot->pid;
+		if (slot->in_use && slot->pid != 0 && slot->dboid == dboid && npids < lengthof(pids))
+			pids[npids++] = slot->pid;
 	}
 	LWLockRelease(pipeline_shared->lock);
 
@@ -439,8 +485,8 @@ PipelineSuspendDatabase(Oid dboid, long msecs)
 		ereport(LOG,
 				(errmsg("pg_pipeline could not suspend the supervisor of database %u: too many concurrent database statements",
 						dboid)));
-	if (supervisor_pid != 0)
-		kill(supervisor_pid, SIGTERM);
+	for (int i = 0; i < npids; i++)
+		kill(pids[i], SIGTERM);
 	PipelineWakeLauncher();
 }
 

@@ -25,6 +25,8 @@ WorkerKindName(PipelineWorkerKind kind)
 			return "launcher";
 		case PIPELINE_WORKER_SUPERVISOR:
 			return "supervisor";
+		case PIPELINE_WORKER_KAFKA_SOURCE:
+			return "kafka source";
 	}
 	elog(ERROR, "unknown pg_pipeline worker kind %d", (int) kind);
 	return NULL;				/* keep compiler quiet */
@@ -43,8 +45,9 @@ pipeline_worker_processes(PG_FUNCTION_ARGS)
 
 	for (int i = 0; i < n; i++)
 	{
-		Datum		values[5];
-		bool		nulls[5] = {false};
+		Datum		values[11];
+		bool		nulls[11] = {false};
+		PipelineWorkerStats *st = &workers[i].stats;
 
 		values[0] = Int32GetDatum(workers[i].pid);
 		values[1] = ObjectIdGetDatum(workers[i].dboid);
@@ -52,6 +55,14 @@ pipeline_worker_processes(PG_FUNCTION_ARGS)
 		values[2] = CStringGetTextDatum(WorkerKindName(workers[i].kind));
 		values[3] = CStringGetTextDatum(workers[i].state);
 		values[4] = TimestampTzGetDatum(workers[i].started_at);
+		values[5] = Int64GetDatum(st->object_id);
+		nulls[5] = (st->object_id == 0);
+		values[6] = Int32GetDatum(st->object_index);
+		nulls[6] = (st->object_id == 0);
+		values[7] = Int64GetDatum((int64) st->messages);
+		values[8] = Int64GetDatum((int64) st->bytes);
+		values[9] = Float8GetDatum(st->messages_per_second);
+		values[10] = Float8GetDatum(st->bytes_per_second);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

@@ -1,0 +1,123 @@
+-- Kafka sources: definition, validation, operations and ownership.
+-- (Streaming itself is tested against the test broker in test/integration.)
+CREATE TABLE events (
+    id integer, name text, amount numeric, tags text[], body jsonb,
+    k text, p integer, o bigint, ts timestamptz, raw_key bytea);
+CREATE VIEW events_view AS SELECT * FROM events;
+
+-- a JSON source with a path mapping and all four metadata columns
+SELECT pipeline.create_kafka_source('ev', '127.0.0.1:9', 'events', 'events', 'json',
+    '{"columns": {"id": "id", "name": "user.name", "amount": "amount", "body": "body"},
+      "key_column": "k", "partition_column": "p", "offset_column": "o",
+      "timestamp_column": "ts", "batch_size": 5000, "max_batch_latency_ms": 100}') AS id;
+SELECT name, owner, brokers, topic, target, format, columns, paths, key_column,
+       partition_column, offset_column, timestamp_column, start_position, batch_size,
+       max_batch_latency_ms, parallelism, on_error, enabled
+  FROM pipeline.kafka_sources;
+
+-- the default mapping names every column, so one unfit for JSON fields is refused
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events');
+
+-- by default every other column is filled from the same-named top-level key
+CREATE TABLE flat (id integer, name text, k bytea);
+SELECT pipeline.create_kafka_source('flat', 'broker-1.example:9092,broker-2.example:9092', 'flat',
+    'flat', 'json', '{"key_column": "k", "start": "latest", "parallelism": 2,
+                      "kafka_properties": {"security.protocol": "plaintext", "fetch.max.bytes": 1048576}}') > 0 AS created;
+SELECT columns, paths, key_column, start_position, parallelism FROM pipeline.kafka_sources WHERE name = 'flat';
+SELECT name, value FROM pipeline.kafka_source_properties ORDER BY name;
+
+-- whole messages into one column
+CREATE TABLE raw (body jsonb, received_at timestamptz);
+SELECT pipeline.create_kafka_source('raw', '127.0.0.1:9', 'raw', 'raw', 'jsonb',
+    '{"timestamp_column": "received_at", "start": "2026-01-31 12:00+00"}') > 0 AS created;
+SELECT columns, start_position FROM pipeline.kafka_sources WHERE name = 'raw';
+
+-- CSV by position
+CREATE TABLE sales (store integer, amount numeric, sold_at timestamptz);
+SELECT pipeline.create_kafka_source('sales', '127.0.0.1:9', 'sales', 'sales', 'csv',
+    '{"columns": ["store", "amount", "sold_at"]}') > 0 AS created;
+
+-- bad arguments
+SELECT pipeline.create_kafka_source('', '127.0.0.1:9', 'events', 'events');
+SELECT pipeline.create_kafka_source('x', 'localhost', 'events', 'events');
+SELECT pipeline.create_kafka_source('x', 'kafka:9092;rm -rf', 'events', 'events');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'bad topic', 'events');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'avro');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '[1]');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"batchsize": 10}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}, "batch_size": 0}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}, "batch_size": "many"}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}, "parallelism": 100}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}, "on_error": "ignore"}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}, "start": "yesterday-ish"}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events_view');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'no_such_table');
+-- unknown column
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"nope": "id"}}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"key_column": "nope"}');
+-- unsupported type mappings
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"tags": "tags"}}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}, "key_column": "p"}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}, "timestamp_column": "name"}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'jsonb', '{"payload_column": "name"}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'text', '{"payload_column": "id"}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'text');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"k": "id"}, "key_column": "k"}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'csv', '{"columns": {"id": "id"}}');
+-- properties pg_pipeline manages itself, and malformed ones
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}, "kafka_properties": {"enable.auto.commit": "true"}}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}, "kafka_properties": {"sasl.username": ["a"]}}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}, "kafka_properties": "sasl"}');
+-- one name per source
+SELECT pipeline.create_kafka_source('ev', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}}');
+
+-- operations
+SELECT pipeline.pause_kafka_source('ev');
+SELECT name, enabled, paused_reason FROM pipeline.kafka_sources WHERE name = 'ev';
+SELECT pipeline.resume_kafka_source('ev');
+SELECT pipeline.alter_kafka_source('ev', '{"batch_size": 20000, "on_error": "skip"}');
+SELECT name, enabled, paused_reason, batch_size, on_error FROM pipeline.kafka_sources WHERE name = 'ev';
+SELECT pipeline.alter_kafka_source('ev', '{"format": "csv"}');
+SELECT pipeline.reset_kafka_source('ev', '{"0": 42, "1": 7}');
+SELECT partition, next_offset FROM pipeline.kafka_offsets o JOIN pipeline.kafka_sources s ON s.id = o.source_id
+ WHERE s.name = 'ev' AND partition IN (0, 1) ORDER BY 1;
+SELECT pipeline.reset_kafka_source('ev', 'latest');
+SELECT count(*) AS offsets_left FROM pipeline.kafka_offsets o JOIN pipeline.kafka_sources s ON s.id = o.source_id
+ WHERE s.name = 'ev';
+SELECT start_position FROM pipeline.kafka_sources WHERE name = 'ev';
+SELECT pipeline.reset_kafka_source('ev', '{"0": "soon"}');
+SELECT pipeline.reset_kafka_source('ev', 'sometime');
+SELECT pipeline.pause_kafka_source('nope');
+SELECT pipeline.drop_kafka_source('nope');
+
+-- ownership: a source belongs to its creator, others cannot see or touch it
+CREATE ROLE regress_pipeline_alice LOGIN;
+CREATE ROLE regress_pipeline_bob LOGIN;
+CREATE ROLE regress_pipeline_nologin NOLOGIN;
+GRANT INSERT ON events TO regress_pipeline_alice, regress_pipeline_nologin;
+SET ROLE regress_pipeline_bob;
+SELECT pipeline.create_kafka_source('bobs', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}}');
+SET ROLE regress_pipeline_nologin;
+SELECT pipeline.create_kafka_source('nologin', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}}');
+SET ROLE regress_pipeline_alice;
+SELECT pipeline.create_kafka_source('alices', '127.0.0.1:9', 'events', 'events', 'json',
+    '{"columns": {"id": "id"}, "kafka_properties": {"sasl.password": "secret"}}') > 0 AS created;
+SELECT name, owner FROM pipeline.kafka_sources ORDER BY name;
+SELECT name, value FROM pipeline.kafka_source_properties;
+SET ROLE regress_pipeline_bob;
+SELECT name FROM pipeline.kafka_sources;
+SELECT count(*) AS secrets_visible FROM pipeline.kafka_source_properties;
+SELECT pipeline.drop_kafka_source('alices');
+UPDATE pipeline.kafka_sources SET enabled = false;
+INSERT INTO pipeline.kafka_sources (name, owner, brokers, topic, target, format, columns, paths)
+VALUES ('forged', 'regress_pipeline_alice', '127.0.0.1:9', 'events', 'events', 'json', '{id}', '{id}');
+RESET ROLE;
+SELECT name, owner, enabled FROM pipeline.kafka_sources WHERE name = 'alices';
+
+-- drop
+SELECT pipeline.drop_kafka_source(name) FROM pipeline.kafka_sources ORDER BY name;
+SELECT count(*) AS sources, (SELECT count(*) FROM pipeline.kafka_offsets) AS offsets,
+       (SELECT count(*) FROM pipeline.kafka_source_properties) AS properties
+  FROM pipeline.kafka_sources;
+REVOKE ALL ON events FROM regress_pipeline_alice, regress_pipeline_nologin;
+DROP ROLE regress_pipeline_alice, regress_pipeline_bob, regress_pipeline_nologin;

@@ -1,0 +1,306 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *		SPI access to the pipeline.* catalog tables, and the trigger that
+ *		tells the supervisor about changes to them.
+ *
+ * Queries name every object with its schema and pass every value as a
+ * parameter.  Workers run them as the source's owner, so row-level security
+ * and table privileges apply to them as to the owner's own session.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "catalog.h"
+#include "ddl_watch.h"
+
+PG_FUNCTION_INFO_V1(pipeline_catalog_changed);
+
+/* Statement trigger on catalog tables: wake the supervisor at commit */
+Datum
+pipeline_catalog_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("pipeline.catalog_changed() must be called as a trigger")));
+	PipelineWakeSupervisorAtCommit();
+	return PointerGetDatum(NULL);
+}
+
+static char *
+TextOrNull(HeapTuple tuple, TupleDesc desc, int attno)
+{
+	return SPI_getvalue(tuple, desc, attno);
+}
+
+static Datum
+GetDatum(HeapTuple tuple, TupleDesc desc, int attno, bool *isnull)
+{
+	return SPI_getbinval(tuple, desc, attno, isnull);
+}
+
+static void
+SplitTextArray(Datum array, int *n, char ***out)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+
+	deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, n);
+	*out = palloc(sizeof(char *) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+		(*out)[i] = TextDatumGetCString(elems[i]);
+}
+
+/*
+ * The definition of one source, allocated in the caller's memory context
+ * (SPI's own context is gone after SPI_finish); NULL if it does not exist.
+ */
+KafkaSourceDef *
+PipelineLoadKafkaSource(int64 source_id)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(source_id)};
+	KafkaSourceDef *def;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	MemoryContext spi;
+
+	if (SPI_execute_with_args("SELECT name, owner::oid, brokers, topic, target::oid, format, "
+							  "columns, paths, key_column, partition_column, offset_column, "
+							  "timestamp_column, start_position, batch_size, "
+							  "max_batch_latency_ms, parallelism, on_error, enabled "
+							  "FROM pipeline.kafka_sources WHERE id OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pipeline.kafka_sources");
+	if (SPI_processed == 0)
+		return NULL;
+
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	spi = MemoryContextSwitchTo(caller);
+	def = palloc0(sizeof(KafkaSourceDef));
+	def->id = source_id;
+	def->name = TextOrNull(tup, desc, 1);
+	def->owner = DatumGetObjectId(GetDatum(tup, desc, 2, &isnull));
+	def->brokers = TextOrNull(tup, desc, 3);
+	def->topic = TextOrNull(tup, desc, 4);
+	def->target = DatumGetObjectId(GetDatum(tup, desc, 5, &isnull));
+	def->format = TextOrNull(tup, desc, 6);
+	SplitTextArray(GetDatum(tup, desc, 7, &isnull), &def->ncolumns, &def->columns);
+	SplitTextArray(GetDatum(tup, desc, 8, &isnull), &def->ncolumns, &def->paths);
+	def->key_column = TextOrNull(tup, desc, 9);
+	def->partition_column = TextOrNull(tup, desc, 10);
+	def->offset_column = TextOrNull(tup, desc, 11);
+	def->timestamp_column = TextOrNull(tup, desc, 12);
+	def->start_position = TextOrNull(tup, desc, 13);
+	def->batch_size = DatumGetInt32(GetDatum(tup, desc, 14, &isnull));
+	def->max_batch_latency_ms = DatumGetInt32(GetDatum(tup, desc, 15, &isnull));
+	def->parallelism = DatumGetInt32(GetDatum(tup, desc, 16, &isnull));
+	def->on_error = TextOrNull(tup, desc, 17);
+	def->enabled = DatumGetBool(GetDatum(tup, desc, 18, &isnull));
+	MemoryContextSwitchTo(spi);
+
+	if (SPI_execute_with_args("SELECT name, value FROM pipeline.kafka_source_properties "
+							  "WHERE source_id OPERATOR(pg_catalog.=) $1 ORDER BY name",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pipeline.kafka_source_properties");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		spi = MemoryContextSwitchTo(caller);
+		def->property_names = lappend(def->property_names,
+									  SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		def->property_values = lappend(def->property_values,
+									   SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+		MemoryContextSwitchTo(spi);
+	}
+	return def;
+}
+
+/* The enabled sources and their worker counts, in the caller's context */
+List *
+PipelineLoadEnabledKafkaSources(void)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *result = NIL;
+
+	if (SPI_execute("SELECT id, owner::oid, parallelism, generation "
+					"FROM pipeline.kafka_sources WHERE enabled", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pipeline.kafka_sources");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		KafkaSourceWorkers *src = MemoryContextAlloc(caller, sizeof(KafkaSourceWorkers));
+
+		src->id = DatumGetInt64(GetDatum(tup, desc, 1, &isnull));
+		src->owner = DatumGetObjectId(GetDatum(tup, desc, 2, &isnull));
+		src->parallelism = DatumGetInt32(GetDatum(tup, desc, 3, &isnull));
+		src->generation = DatumGetInt64(GetDatum(tup, desc, 4, &isnull));
+		result = lappend(result, src);
+	}
+	return result;
+}
+
+/* The committed next offset of a partition; false if none is stored */
+bool
+PipelineLoadKafkaOffset(int64 source_id, int32 partition, int64 *next_offset)
+{
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		args[2] = {Int64GetDatum(source_id), Int32GetDatum(partition)};
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT next_offset FROM pipeline.kafka_offsets "
+							  "WHERE source_id OPERATOR(pg_catalog.=) $1 "
+							  "AND partition OPERATOR(pg_catalog.=) $2",
+							  2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pipeline.kafka_offsets");
+	if (SPI_processed == 0)
+		return false;
+	*next_offset = DatumGetInt64(GetDatum(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return true;
+}
+
+/* Store the start position of a partition seen for the first time */
+void
+PipelineInitKafkaOffset(int64 source_id, int32 partition, int64 next_offset)
+{
+	Oid			argtypes[3] = {INT8OID, INT4OID, INT8OID};
+	Datum		args[3] = {Int64GetDatum(source_id), Int32GetDatum(partition),
+	Int64GetDatum(next_offset)};
+
+	if (SPI_execute_with_args("INSERT INTO pipeline.kafka_offsets (source_id, partition, next_offset) "
+							  "VALUES ($1, $2, $3) ON CONFLICT (source_id, partition) DO NOTHING",
+							  3, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write pipeline.kafka_offsets");
+}
+
+/*
+ * Move a partition's committed offset from expected to next_offset, in the
+ * batch's transaction.  The WHERE on the old value fences out any other
+ * worker that read the same partition: if it committed first, this batch
+ * fails and is read again from the new position.
+ */
+void
+PipelineAdvanceKafkaOffset(KafkaSourceDef *source, int32 partition, int64 expected,
+						   int64 next_offset, int64 high_watermark)
+{
+	Oid			argtypes[5] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID};
+	Datum		args[5] = {Int64GetDatum(source->id), Int32GetDatum(partition),
+		Int64GetDatum(expected), Int64GetDatum(next_offset), Int64GetDatum(high_watermark)};
+	char		nulls[5] = "    ";
+
+	if (high_watermark < 0)
+		nulls[4] = 'n';
+	if (SPI_execute_with_args("UPDATE pipeline.kafka_offsets "
+							  "SET next_offset = $4, high_watermark = $5, updated_at = pg_catalog.now() "
+							  "WHERE source_id OPERATOR(pg_catalog.=) $1 "
+							  "AND partition OPERATOR(pg_catalog.=) $2 "
+							  "AND next_offset OPERATOR(pg_catalog.=) $3",
+							  5, argtypes, args, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not write pipeline.kafka_offsets");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("offset of partition %d of kafka source \"%s\" was moved by someone else",
+						partition, source->name),
+				 errdetail("This worker expected offset " INT64_FORMAT ".", expected),
+				 errhint("The batch is read again from the committed offset.")));
+}
+
+void
+PipelineInsertDeadLetter(KafkaSourceDef *source, int32 partition, int64 offset,
+						 const char *key, int key_len, const char *payload, int payload_len,
+						 const char *error, const char *sqlstate)
+{
+	Oid			argtypes[8] = {INT8OID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID, TEXTOID};
+	Datum		args[8];
+	char		nulls[8] = "        ";
+
+	args[0] = Int64GetDatum(source->id);
+	args[1] = CStringGetTextDatum(source->name);
+	args[2] = Int32GetDatum(partition);
+	args[3] = Int64GetDatum(offset);
+	if (key)
+	{
+		bytea	   *b = palloc(VARHDRSZ + key_len);
+
+		SET_VARSIZE(b, VARHDRSZ + key_len);
+		memcpy(VARDATA(b), key, key_len);
+		args[4] = PointerGetDatum(b);
+	}
+	else
+		nulls[4] = 'n';
+	if (payload)
+	{
+		bytea	   *b = palloc(VARHDRSZ + payload_len);
+
+		SET_VARSIZE(b, VARHDRSZ + payload_len);
+		memcpy(VARDATA(b), payload, payload_len);
+		args[5] = PointerGetDatum(b);
+	}
+	else
+		nulls[5] = 'n';
+	args[6] = CStringGetTextDatum(error);
+	if (sqlstate)
+		args[7] = CStringGetTextDatum(sqlstate);
+	else
+		nulls[7] = 'n';
+
+	if (SPI_execute_with_args("INSERT INTO pipeline.kafka_dead_letters "
+							  "(source_id, source_name, partition, \"offset\", key, payload, error, sqlstate) "
+							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+							  8, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write pipeline.kafka_dead_letters");
+}
+
+/*
+ * Record the last error of a source for pipeline.kafka_status, in a
+ * transaction of its own (the failed one is gone); pause stops the source.
+ */
+void
+PipelineRecordSourceError(int64 source_id, const char *error, bool pause)
+{
+	Oid			argtypes[3] = {INT8OID, TEXTOID, BOOLOID};
+	Datum		args[3] = {Int64GetDatum(source_id), CStringGetTextDatum(error), BoolGetDatum(pause)};
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute_with_args("UPDATE pipeline.kafka_sources SET last_error = $2, "
+							  "last_error_at = pg_catalog.now(), "
+							  "enabled = enabled AND NOT $3, "
+							  "paused_reason = CASE WHEN $3 THEN $2 ELSE paused_reason END "
+							  "WHERE id OPERATOR(pg_catalog.=) $1",
+							  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not write pipeline.kafka_sources");
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/* Type of a column of a relation, InvalidOid if there is no such column */
+Oid
+PipelineColumnType(Oid relid, const char *column)
+{
+	AttrNumber	attnum = get_attnum(relid, column);
+
+	return attnum == InvalidAttrNumber ? InvalidOid : get_atttype(relid, attnum);
+}

@@ -1,0 +1,64 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.h
+ *		Reading and writing pg_pipeline's catalog tables through SPI.
+ *
+ * Every function here must run inside a transaction with SPI connected,
+ * unless its comment says it manages the transaction itself.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_PIPELINE_CATALOG_H
+#define PG_PIPELINE_CATALOG_H
+
+#include "nodes/pg_list.h"
+
+typedef struct KafkaSourceDef
+{
+	int64		id;
+	char	   *name;
+	Oid			owner;
+	char	   *brokers;
+	char	   *topic;
+	Oid			target;
+	char	   *format;
+	int			ncolumns;
+	char	  **columns;
+	char	  **paths;
+	char	   *key_column;		/* NULL if not wanted */
+	char	   *partition_column;
+	char	   *offset_column;
+	char	   *timestamp_column;
+	char	   *start_position;
+	int			batch_size;
+	int			max_batch_latency_ms;
+	int			parallelism;
+	char	   *on_error;
+	bool		enabled;
+	List	   *property_names;
+	List	   *property_values;
+} KafkaSourceDef;
+
+/* A source as the supervisor sees it: which workers it needs */
+typedef struct KafkaSourceWorkers
+{
+	int64		id;
+	Oid			owner;
+	int			parallelism;
+	int64		generation;
+} KafkaSourceWorkers;
+
+extern KafkaSourceDef *PipelineLoadKafkaSource(int64 source_id);
+extern List *PipelineLoadEnabledKafkaSources(void);
+extern bool PipelineLoadKafkaOffset(int64 source_id, int32 partition, int64 *next_offset);
+extern void PipelineInitKafkaOffset(int64 source_id, int32 partition, int64 next_offset);
+extern void PipelineAdvanceKafkaOffset(KafkaSourceDef *source, int32 partition,
+									   int64 expected, int64 next_offset, int64 high_watermark);
+extern void PipelineInsertDeadLetter(KafkaSourceDef *source, int32 partition, int64 offset,
+									 const char *key, int key_len,
+									 const char *payload, int payload_len,
+									 const char *error, const char *sqlstate);
+extern void PipelineRecordSourceError(int64 source_id, const char *error, bool pause);
+extern Oid	PipelineColumnType(Oid relid, const char *column);
+
+#endif							/* PG_PIPELINE_CATALOG_H */

@@ -1,0 +1,469 @@
+/*-------------------------------------------------------------------------
+ *
+ * kafka_decode.c
+ *		Turns one Kafka message into one line of COPY input.
+ *
+ * The worker feeds the lines of a batch to PostgreSQL's COPY machinery, so
+ * type conversion, constraints, defaults, triggers and indexes behave as
+ * for COPY.  This file only does what COPY cannot: take fields out of JSON
+ * (with PostgreSQL's own JSON parser, which reports errors instead of
+ * throwing them), check the encoding, and append the Kafka metadata columns.
+ * A message it cannot turn into a line is reported with a reason, so that
+ * it goes to the dead-letter table without costing a subtransaction.
+ *
+ * JSON fields are named by dotted paths ("user.id"); a path that names an
+ * object or array yields that value's JSON text.  Lines are in COPY text
+ * format, except for format csv, where the message is the CSV record.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "kafka_decode.h"
+
+#define MAX_PATH_DEPTH 16
+
+typedef struct ColumnPath
+{
+	int			depth;
+	char	   *names[MAX_PATH_DEPTH];
+} ColumnPath;
+
+typedef struct FieldValue
+{
+	bool		present;
+	bool		isnull;
+	const char *start;			/* raw JSON text of an object or array */
+	int			len;
+	char	   *scalar;			/* de-escaped scalar, palloc'd */
+} FieldValue;
+
+struct KafkaDecoder
+{
+	KafkaFormat format;
+	int			ncolumns;
+	ColumnPath *paths;
+	KafkaKeyKind key_kind;
+	bool		with_partition;
+	bool		with_offset;
+	bool		with_timestamp;
+	FieldValue *values;			/* per column, for the message at hand */
+};
+
+/* Parser state for one JSON message */
+typedef struct JsonWalk
+{
+	KafkaDecoder *decoder;
+	JsonLexContext *lex;
+	int			depth;			/* 1 inside the top-level object */
+	char	   *names[MAX_PATH_DEPTH + 1];	/* field name at each depth */
+	int			pending_column; /* column whose value starts next, or -1 */
+	int			capture_column; /* column whose object/array is open, or -1 */
+	int			capture_depth;
+	bool		top_is_object;
+} JsonWalk;
+
+KafkaFormat
+KafkaFormatFromName(const char *name)
+{
+	if (strcmp(name, "json") == 0)
+		return KAFKA_FORMAT_JSON;
+	if (strcmp(name, "jsonb") == 0)
+		return KAFKA_FORMAT_JSONB;
+	if (strcmp(name, "text") == 0)
+		return KAFKA_FORMAT_TEXT;
+	if (strcmp(name, "csv") == 0)
+		return KAFKA_FORMAT_CSV;
+	elog(ERROR, "unknown kafka source format \"%s\"", name);
+	return KAFKA_FORMAT_TEXT;	/* keep compiler quiet */
+}
+
+KafkaDecoder *
+KafkaDecoderCreate(KafkaFormat format, int ncolumns, char **paths,
+				   KafkaKeyKind key_kind, bool with_partition,
+				   bool with_offset, bool with_timestamp)
+{
+	KafkaDecoder *decoder = palloc0(sizeof(KafkaDecoder));
+
+	decoder->format = format;
+	decoder->ncolumns = ncolumns;
+	decoder->key_kind = key_kind;
+	decoder->with_partition = with_partition;
+	decoder->with_offset = with_offset;
+	decoder->with_timestamp = with_timestamp;
+	decoder->values = palloc0(sizeof(FieldValue) * Max(ncolumns, 1));
+	decoder->paths = palloc0(sizeof(ColumnPath) * Max(ncolumns, 1));
+
+	for (int i = 0; format == KAFKA_FORMAT_JSON && i < ncolumns; i++)
+	{
+		char	   *copy = pstrdup(paths[i]);
+		char	   *save = NULL;
+		ColumnPath *path = &decoder->paths[i];
+
+		for (char *part = strtok_r(copy, ".", &save); part != NULL;
+			 part = strtok_r(NULL, ".", &save))
+		{
+			if (path->depth == MAX_PATH_DEPTH)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("JSON path \"%s\" is deeper than %d levels", paths[i], MAX_PATH_DEPTH)));
+			path->names[path->depth++] = part;
+		}
+		if (path->depth == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("JSON path for column %d is empty", i + 1)));
+	}
+	return decoder;
+}
+
+/* Column whose path is the current field path, or -1 */
+static int
+MatchingColumn(JsonWalk *walk)
+{
+	KafkaDecoder *decoder = walk->decoder;
+
+	for (int c = 0; c < decoder->ncolumns; c++)
+	{
+		ColumnPath *path = &decoder->paths[c];
+		int			d;
+
+		if (path->depth != walk->depth)
+			continue;
+		for (d = 0; d < path->depth; d++)
+		{
+			if (strcmp(path->names[d], walk->names[d + 1]) != 0)
+				break;
+		}
+		if (d == path->depth)
+			return c;
+	}
+	return -1;
+}
+
+static void
+WalkObjectFieldStart(void *state, char *fname, bool isnull)
+{
+	JsonWalk   *walk = (JsonWalk *) state;
+
+	if (walk->depth <= MAX_PATH_DEPTH)
+	{
+		walk->names[walk->depth] = fname;
+		walk->pending_column = MatchingColumn(walk);
+	}
+	else
+		walk->pending_column = -1;
+}
+
+static void
+WalkStructStart(void *state)
+{
+	JsonWalk   *walk = (JsonWalk *) state;
+
+	if (walk->depth == 0)
+		walk->top_is_object = (walk->lex->token_type == JSON_TOKEN_OBJECT_START);
+	if (walk->pending_column >= 0 && walk->capture_column < 0)
+	{
+		walk->capture_column = walk->pending_column;
+		walk->capture_depth = walk->depth;
+		walk->decoder->values[walk->capture_column].start = walk->lex->token_start;
+	}
+	walk->pending_column = -1;
+	walk->depth++;
+}
+
+static void
+WalkStructEnd(void *state)
+{
+	JsonWalk   *walk = (JsonWalk *) state;
+
+	walk->depth--;
+	if (walk->capture_column >= 0 && walk->depth == walk->capture_depth)
+	{
+		FieldValue *value = &walk->decoder->values[walk->capture_column];
+
+		value->len = walk->lex->prev_token_terminator - value->start;
+		value->present = true;
+		value->isnull = false;
+		value->scalar = NULL;
+		walk->capture_column = -1;
+	}
+}
+
+static void
+WalkArrayElementStart(void *state, bool isnull)
+{
+	/* array elements are not addressable by dotted paths */
+	((JsonWalk *) state)->pending_column = -1;
+}
+
+static void
+WalkScalar(void *state, char *token, JsonTokenType tokentype)
+{
+	JsonWalk   *walk = (JsonWalk *) state;
+
+	if (walk->pending_column >= 0)
+	{
+		FieldValue *value = &walk->decoder->values[walk->pending_column];
+
+		value->present = true;
+		value->isnull = (tokentype == JSON_TOKEN_NULL);
+		value->scalar = token;
+		value->start = NULL;
+	}
+	walk->pending_column = -1;
+}
+
+/* Append a value in COPY text format */
+static void
+AppendCopyText(StringInfo out, const char *s, int len)
+{
+	const char *end = s + len;
+	const char *run = s;
+
+	for (const char *p = s; p < end; p++)
+	{
+		const char *escape;
+
+		switch (*p)
+		{
+			case '\\':
+				escape = "\\\\";
+				break;
+			case '\t':
+				escape = "\\t";
+				break;
+			case '\n':
+				escape = "\\n";
+				break;
+			case '\r':
+				escape = "\\r";
+				break;
+			default:
+				continue;
+		}
+		appendBinaryStringInfo(out, run, p - run);
+		appendStringInfoString(out, escape);
+		run = p + 1;
+	}
+	appendBinaryStringInfo(out, run, end - run);
+}
+
+/* Append a value as a CSV field, always quoted */
+static void
+AppendCsvField(StringInfo out, const char *s, int len)
+{
+	appendStringInfoChar(out, '"');
+	for (int i = 0; i < len; i++)
+	{
+		if (s[i] == '"')
+			appendStringInfoChar(out, '"');
+		appendStringInfoChar(out, s[i]);
+	}
+	appendStringInfoChar(out, '"');
+}
+
+static void
+AppendField(KafkaDecoder *decoder, StringInfo out, bool first, const char *s, int len)
+{
+	bool		csv = decoder->format == KAFKA_FORMAT_CSV;
+
+	if (!first)
+		appendStringInfoChar(out, csv ? ',' : '\t');
+	if (s == NULL)
+	{
+		/* COPY csv reads an unquoted empty field as NULL */
+		if (!csv)
+			appendStringInfoString(out, "\\N");
+	}
+	else if (csv)
+		AppendCsvField(out, s, len);
+	else
+		AppendCopyText(out, s, len);
+}
+
+static void
+AppendMetadata(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out)
+{
+	char		buf[64];
+
+	if (decoder->key_kind == KAFKA_KEY_TEXT)
+		AppendField(decoder, out, false, msg->key, msg->key_len);
+	else if (decoder->key_kind == KAFKA_KEY_BYTEA)
+	{
+		if (msg->key == NULL)
+			AppendField(decoder, out, false, NULL, 0);
+		else
+		{
+			StringInfoData hex;
+
+			initStringInfo(&hex);
+			appendStringInfoString(&hex, "\\x");
+			enlargeStringInfo(&hex, msg->key_len * 2);
+			hex.len += hex_encode(msg->key, msg->key_len, hex.data + hex.len);
+			hex.data[hex.len] = '\0';
+			AppendField(decoder, out, false, hex.data, hex.len);
+			pfree(hex.data);
+		}
+	}
+	if (decoder->with_partition)
+	{
+		snprintf(buf, sizeof(buf), "%d", msg->partition);
+		AppendField(decoder, out, false, buf, strlen(buf));
+	}
+	if (decoder->with_offset)
+	{
+		snprintf(buf, sizeof(buf), INT64_FORMAT, msg->offset);
+		AppendField(decoder, out, false, buf, strlen(buf));
+	}
+	if (decoder->with_timestamp)
+	{
+		if (msg->timestamp_ms < 0)
+			AppendField(decoder, out, false, NULL, 0);
+		else
+		{
+			/* ISO 8601 in UTC reads back the same under any DateStyle */
+			TimestampTz ts = (TimestampTz) (msg->timestamp_ms -
+											((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000)) * 1000;
+			struct pg_tm tm;
+			fsec_t		fsec;
+
+			if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+				AppendField(decoder, out, false, NULL, 0);
+			else
+			{
+				snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00",
+						 tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min,
+						 tm.tm_sec, (int) fsec);
+				AppendField(decoder, out, false, buf, strlen(buf));
+			}
+		}
+	}
+	appendStringInfoChar(out, '\n');
+}
+
+static bool
+DecodeJsonFields(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out, char **error)
+{
+	JsonSemAction sem;
+	JsonWalk	walk;
+	JsonParseErrorType result;
+
+	memset(decoder->values, 0, sizeof(FieldValue) * decoder->ncolumns);
+	memset(&walk, 0, sizeof(walk));
+	walk.decoder = decoder;
+	walk.pending_column = -1;
+	walk.capture_column = -1;
+	walk.lex = makeJsonLexContextCstringLen(msg->payload, msg->payload_len,
+											GetDatabaseEncoding(), true);
+
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &walk;
+	sem.object_start = WalkStructStart;
+	sem.object_end = WalkStructEnd;
+	sem.array_start = WalkStructStart;
+	sem.array_end = WalkStructEnd;
+	sem.object_field_start = WalkObjectFieldStart;
+	sem.array_element_start = WalkArrayElementStart;
+	sem.scalar = WalkScalar;
+
+	result = pg_parse_json(walk.lex, &sem);
+	if (result != JSON_SUCCESS)
+	{
+		*error = psprintf("invalid JSON: %s", json_errdetail(result, walk.lex));
+		return false;
+	}
+	if (!walk.top_is_object)
+	{
+		*error = pstrdup("JSON message is not an object");
+		return false;
+	}
+
+	for (int c = 0; c < decoder->ncolumns; c++)
+	{
+		FieldValue *value = &decoder->values[c];
+
+		if (!value->present || value->isnull)
+			AppendField(decoder, out, c == 0, NULL, 0);
+		else if (value->scalar)
+			AppendField(decoder, out, c == 0, value->scalar, strlen(value->scalar));
+		else
+			AppendField(decoder, out, c == 0, value->start, value->len);
+	}
+	return true;
+}
+
+/*
+ * Append the COPY line for a message to out; returns false with a reason
+ * (and out unchanged) if the message cannot be stored.
+ */
+bool
+KafkaDecode(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out, char **error)
+{
+	int			start_len = out->len;
+	int			len = msg->payload_len;
+
+	if (msg->payload == NULL)
+	{
+		*error = pstrdup("message has no value (tombstone)");
+		return false;
+	}
+	if (!pg_verify_mbstr(GetDatabaseEncoding(), msg->payload, len, true))
+	{
+		*error = psprintf("message is not valid %s", GetDatabaseEncodingName());
+		return false;
+	}
+	if (msg->key != NULL && decoder->key_kind == KAFKA_KEY_TEXT &&
+		!pg_verify_mbstr(GetDatabaseEncoding(), msg->key, msg->key_len, true))
+	{
+		*error = psprintf("message key is not valid %s", GetDatabaseEncodingName());
+		return false;
+	}
+
+	switch (decoder->format)
+	{
+		case KAFKA_FORMAT_JSON:
+			if (!DecodeJsonFields(decoder, msg, out, error))
+			{
+				out->len = start_len;
+				out->data[start_len] = '\0';
+				return false;
+			}
+			break;
+		case KAFKA_FORMAT_JSONB:
+			{
+				JsonLexContext *lex = makeJsonLexContextCstringLen(msg->payload, len,
+																   GetDatabaseEncoding(), false);
+				JsonParseErrorType result = pg_parse_json(lex, &nullSemAction);
+
+				if (result != JSON_SUCCESS)
+				{
+					*error = psprintf("invalid JSON: %s", json_errdetail(result, lex));
+					return false;
+				}
+				AppendField(decoder, out, true, msg->payload, len);
+				break;
+			}
+		case KAFKA_FORMAT_TEXT:
+			AppendField(decoder, out, true, msg->payload, len);
+			break;
+		case KAFKA_FORMAT_CSV:
+			/* one record per message: a trailing line break is not a field */
+			while (len > 0 && (msg->payload[len - 1] == '\n' || msg->payload[len - 1] == '\r'))
+				len--;
+			if (memchr(msg->payload, '\0', len) != NULL)
+			{
+				*error = pstrdup("CSV message contains a zero byte");
+				return false;
+			}
+			appendBinaryStringInfo(out, msg->payload, len);
+			break;
+	}
+	AppendMetadata(decoder, msg, out);
+	return true;
+}

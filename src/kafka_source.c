@@ -1,0 +1,867 @@
+/*-------------------------------------------------------------------------
+ *
+ * kafka_source.c
+ *		A source worker: streams its share of a topic's partitions into the
+ *		target table, exactly once.
+ *
+ * Delivery.  Offsets live in pipeline.kafka_offsets, never in Kafka.  The
+ * worker assign()s its partitions at the committed offsets, reads a batch,
+ * and in one transaction stores the rows, the dead letters and the new
+ * offsets.  The offset UPDATE names the offset it expects, so a worker that
+ * lost a race (a stale one after a restart) fails instead of committing.
+ * Any other error aborts the batch and ends the worker; the supervisor
+ * restarts it with backoff and it resumes from the committed offsets.
+ *
+ * Bad messages.  Messages the decoder rejects (invalid JSON, encoding) and
+ * rows COPY rejects (conversion, constraints: SQLSTATE classes 22 and 23)
+ * go to pipeline.kafka_dead_letters in the same transaction.  COPY runs in
+ * a subtransaction; when it fails the batch is bisected until the bad rows
+ * are isolated.  Other errors (privileges, resources) are never blamed on
+ * a message: they fail the batch.
+ *
+ * Threads.  librdkafka runs its own threads; none of them calls into
+ * Postgres.  Its consumer queue writes a byte to a pipe when it becomes
+ * non-empty, and the worker waits on that pipe, its latch and postmaster
+ * death in one WaitEventSet.  Logs and errors are delivered on the same
+ * queue and handled by callbacks that run inside rd_kafka_consume_batch_
+ * queue() on this thread; they only copy text.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/copy.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_node.h"
+#include "parser/parse_relation.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/sinval.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "catalog.h"
+#include "kafka_decode.h"
+#include "kafka_source.h"
+#include "shmem.h"
+
+#define METADATA_TIMEOUT_MS 5000
+#define RATE_WINDOW_SECONDS 60
+
+typedef struct PartitionState
+{
+	int32		partition;
+	int64		committed;		/* next offset, as committed */
+	int64		batch_next;		/* next offset after this batch's messages */
+	bool		in_batch;
+} PartitionState;
+
+/* A message that could not be stored, and why */
+typedef struct BadMessage
+{
+	int			msgno;
+	char	   *error;
+	char	   *sqlstate;
+} BadMessage;
+
+static KafkaWorkerArgs worker_args;
+static KafkaSourceDef *source;
+static KafkaDecoder *decoder;
+static List *copy_columns;		/* target columns in COPY line order */
+static List *copy_options;
+
+static rd_kafka_t *consumer;
+static rd_kafka_queue_t *consumer_queue;
+static int	wake_pipe[2] = {-1, -1};
+static WaitEventSet *wait_set;
+
+static PartitionState *partitions;
+static int	npartitions;
+
+/* The current batch, in batch_context */
+static MemoryContext batch_context;
+static KafkaMessage *batch;
+static int	batch_count;
+static StringInfoData batch_lines;
+static int *line_start;			/* byte offset of each message's line, -1 if none */
+static List *bad_messages;
+
+/* Read cursor of the COPY data callback: it has no state argument in 15 */
+static const char *copy_cursor;
+static const char *copy_end;
+
+/* Set by librdkafka callbacks, reported by the worker */
+static char kafka_error[512];
+static bool kafka_error_fatal;
+
+static PipelineWorkerStats stats;
+static uint64 rate_messages[RATE_WINDOW_SECONDS];
+static uint64 rate_bytes[RATE_WINDOW_SECONDS];
+static int64 rate_second[RATE_WINDOW_SECONDS];
+
+/* Called on this thread, inside rd_kafka_consume_batch_queue() */
+static void
+KafkaErrorCallback(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	snprintf(kafka_error, sizeof(kafka_error), "%s: %s",
+			 rd_kafka_err2name((rd_kafka_resp_err_t) err), reason);
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+		kafka_error_fatal = true;
+}
+
+static void
+KafkaLogCallback(const rd_kafka_t *rk, int level, const char *facility, const char *message)
+{
+	/* librdkafka levels are syslog's: 0 emerg .. 7 debug */
+	if (level <= 4)
+		snprintf(kafka_error, sizeof(kafka_error), "%s: %s", facility, message);
+}
+
+static void
+KafkaSourceShutdown(int code, Datum arg)
+{
+	if (consumer_queue)
+		rd_kafka_queue_destroy(consumer_queue);
+	if (consumer)
+		rd_kafka_destroy_flags(consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+	consumer_queue = NULL;
+	consumer = NULL;
+}
+
+static void
+SetConf(rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+	char		errstr[512];
+
+	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid librdkafka property \"%s\" of kafka source \"%s\": %s",
+						name, source->name, errstr),
+				 errhint("Fix it in pipeline.kafka_source_properties, then resume the source.")));
+}
+
+static void
+CreateConsumer(void)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char		errstr[512];
+	char		group[128];
+	ListCell   *name,
+			   *value;
+
+	/* a group.id is required by assign(); nothing is committed to it */
+	snprintf(group, sizeof(group), "pg_pipeline-%u-" INT64_FORMAT, MyDatabaseId, source->id);
+	SetConf(conf, "bootstrap.servers", source->brokers);
+	SetConf(conf, "group.id", group);
+	SetConf(conf, "client.id", "pg_pipeline");
+	SetConf(conf, "enable.auto.commit", "false");
+	SetConf(conf, "enable.auto.offset.store", "false");
+	SetConf(conf, "auto.offset.reset", "error");
+	SetConf(conf, "enable.partition.eof", "false");
+	SetConf(conf, "fetch.wait.max.ms", "100");
+	SetConf(conf, "queued.max.messages.kbytes", "32768");
+	SetConf(conf, "log.queue", "true");
+	forboth(name, source->property_names, value, source->property_values)
+		SetConf(conf, lfirst(name), lfirst(value));
+	rd_kafka_conf_set_error_cb(conf, KafkaErrorCallback);
+	rd_kafka_conf_set_log_cb(conf, KafkaLogCallback);
+
+	consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	if (consumer == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not create Kafka consumer for source \"%s\": %s", source->name, errstr)));
+
+	rd_kafka_poll_set_consumer(consumer);
+	consumer_queue = rd_kafka_queue_get_consumer(consumer);
+	rd_kafka_set_log_queue(consumer, consumer_queue);
+
+	if (pipe2(wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipe: %m")));
+	rd_kafka_queue_io_event_enable(consumer_queue, wake_pipe[1], "1", 1);
+
+	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, wake_pipe[0], NULL, NULL);
+}
+
+/* Sleep until librdkafka has events, the latch is set, or timeout_ms passed */
+static void
+WaitForWork(long timeout_ms)
+{
+	WaitEvent	event;
+	char		drain[64];
+
+	(void) WaitEventSetWait(wait_set, timeout_ms, &event, 1, PG_WAIT_EXTENSION);
+	while (read(wake_pipe[0], drain, sizeof(drain)) > 0)
+		;
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (catchupInterruptPending)
+		ProcessCatchupInterrupt();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+/* Report a librdkafka error noticed by a callback, once */
+static void
+ReportKafkaError(void)
+{
+	if (kafka_error[0] == '\0')
+		return;
+	ereport(LOG,
+			(errmsg("kafka source \"%s\": %s", source->name, kafka_error)));
+	PipelineRecordSourceError(source->id, kafka_error, false);
+	if (kafka_error_fatal)
+		proc_exit(1);
+	kafka_error[0] = '\0';
+}
+
+/* The partitions of the topic, retried until the topic can be described */
+static int
+DiscoverPartitionCount(void)
+{
+	rd_kafka_topic_t *topic = rd_kafka_topic_new(consumer, source->topic, NULL);
+
+	for (;;)
+	{
+		const struct rd_kafka_metadata *md;
+		rd_kafka_resp_err_t err = rd_kafka_metadata(consumer, 0, topic, &md, METADATA_TIMEOUT_MS);
+
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+			md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0)
+		{
+			int			count = md->topics[0].partition_cnt;
+
+			rd_kafka_metadata_destroy(md);
+			rd_kafka_topic_destroy(topic);
+			return count;
+		}
+		snprintf(kafka_error, sizeof(kafka_error), "cannot describe topic \"%s\": %s",
+				 source->topic,
+				 rd_kafka_err2str(err ? err : (md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)));
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			rd_kafka_metadata_destroy(md);
+		ReportKafkaError();
+		WaitForWork(METADATA_TIMEOUT_MS);
+	}
+}
+
+/* Offset to start a partition at that has no committed offset yet */
+static int64
+ResolveStartOffset(int32 partition)
+{
+	int64		low,
+				high;
+	rd_kafka_resp_err_t err;
+
+	if (strcmp(source->start_position, "earliest") == 0 ||
+		strcmp(source->start_position, "latest") == 0)
+	{
+		err = rd_kafka_query_watermark_offsets(consumer, source->topic, partition,
+											   &low, &high, METADATA_TIMEOUT_MS);
+		if (err)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not read the offsets of partition %d of topic \"%s\": %s",
+							partition, source->topic, rd_kafka_err2str(err))));
+		return strcmp(source->start_position, "earliest") == 0 ? low : high;
+	}
+	else
+	{
+		TimestampTz ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+																 CStringGetDatum(source->start_position),
+																 ObjectIdGetDatum(InvalidOid),
+																 Int32GetDatum(-1)));
+		rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+		int64		offset;
+
+		rd_kafka_topic_partition_list_add(list, source->topic, partition)->offset =
+			(ts / 1000) + ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000);
+		err = rd_kafka_offsets_for_times(consumer, list, METADATA_TIMEOUT_MS);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			err = list->elems[0].err;
+		offset = list->elems[0].offset;
+		rd_kafka_topic_partition_list_destroy(list);
+		if (err)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not find the offset at %s in partition %d of topic \"%s\": %s",
+							source->start_position, partition, source->topic, rd_kafka_err2str(err))));
+		if (offset < 0)
+		{
+			/* no message that late yet: start at the end */
+			err = rd_kafka_query_watermark_offsets(consumer, source->topic, partition,
+												   &low, &high, METADATA_TIMEOUT_MS);
+			if (err)
+				ereport(ERROR,
+						(errcode(ERRCODE_CONNECTION_FAILURE),
+						 errmsg("could not read the offsets of partition %d of topic \"%s\": %s",
+								partition, source->topic, rd_kafka_err2str(err))));
+			offset = high;
+		}
+		return offset;
+	}
+}
+
+/* Load (or first store) the committed offsets and assign the partitions */
+static void
+AssignPartitions(void)
+{
+	int			count = DiscoverPartitionCount();
+	rd_kafka_topic_partition_list_t *list;
+	rd_kafka_resp_err_t err;
+
+	partitions = MemoryContextAllocZero(TopMemoryContext, sizeof(PartitionState) * count);
+	npartitions = 0;
+	for (int p = 0; p < count; p++)
+	{
+		if (p % source->parallelism == worker_args.worker_index)
+			partitions[npartitions++].partition = p;
+	}
+
+	for (int i = 0; i < npartitions; i++)
+	{
+		PartitionState *ps = &partitions[i];
+		bool		found;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		found = PipelineLoadKafkaOffset(source->id, ps->partition, &ps->committed);
+		if (!found)
+		{
+			PipelineInitKafkaOffset(source->id, ps->partition, ResolveStartOffset(ps->partition));
+			if (!PipelineLoadKafkaOffset(source->id, ps->partition, &ps->committed))
+				elog(ERROR, "offset of partition %d vanished", ps->partition);
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+
+	list = rd_kafka_topic_partition_list_new(Max(npartitions, 1));
+	for (int i = 0; i < npartitions; i++)
+		rd_kafka_topic_partition_list_add(list, source->topic, partitions[i].partition)->offset =
+			partitions[i].committed;
+	err = rd_kafka_assign(consumer, list);
+	rd_kafka_topic_partition_list_destroy(list);
+	if (err)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not assign partitions of topic \"%s\": %s",
+						source->topic, rd_kafka_err2str(err))));
+}
+
+static PartitionState *
+FindPartition(int32 partition)
+{
+	for (int i = 0; i < npartitions; i++)
+	{
+		if (partitions[i].partition == partition)
+			return &partitions[i];
+	}
+	return NULL;
+}
+
+/* Build the decoder and the COPY column list from the definition */
+static void
+PrepareDecoder(void)
+{
+	KafkaKeyKind key_kind = KAFKA_KEY_NONE;
+	MemoryContext old;
+
+	StartTransactionCommand();
+	old = MemoryContextSwitchTo(TopMemoryContext);
+
+	for (int i = 0; i < source->ncolumns; i++)
+		copy_columns = lappend(copy_columns, makeString(source->columns[i]));
+	if (source->key_column)
+	{
+		key_kind = PipelineColumnType(source->target, source->key_column) == BYTEAOID ?
+			KAFKA_KEY_BYTEA : KAFKA_KEY_TEXT;
+		copy_columns = lappend(copy_columns, makeString(source->key_column));
+	}
+	if (source->partition_column)
+		copy_columns = lappend(copy_columns, makeString(source->partition_column));
+	if (source->offset_column)
+		copy_columns = lappend(copy_columns, makeString(source->offset_column));
+	if (source->timestamp_column)
+		copy_columns = lappend(copy_columns, makeString(source->timestamp_column));
+
+	if (strcmp(source->format, "csv") == 0)
+		copy_options = list_make1(makeDefElem("format", (Node *) makeString("csv"), -1));
+
+	decoder = KafkaDecoderCreate(KafkaFormatFromName(source->format), source->ncolumns,
+								 source->paths, key_kind, source->partition_column != NULL,
+								 source->offset_column != NULL, source->timestamp_column != NULL);
+	MemoryContextSwitchTo(old);
+	CommitTransactionCommand();
+}
+
+/* Copy a message out of librdkafka into the batch, and free it there */
+static void
+AddToBatch(rd_kafka_message_t *rkm)
+{
+	KafkaMessage *msg = &batch[batch_count];
+	PartitionState *ps = FindPartition(rkm->partition);
+	rd_kafka_timestamp_type_t tstype;
+
+	if (ps == NULL)
+	{
+		rd_kafka_message_destroy(rkm);
+		return;
+	}
+	msg->partition = rkm->partition;
+	msg->offset = rkm->offset;
+	msg->timestamp_ms = rd_kafka_message_timestamp(rkm, &tstype);
+	msg->key = rkm->key ? MemoryContextAlloc(batch_context, rkm->key_len + 1) : NULL;
+	msg->key_len = rkm->key ? (int) rkm->key_len : 0;
+	if (msg->key)
+		memcpy(msg->key, rkm->key, rkm->key_len);
+	msg->payload = rkm->payload ? MemoryContextAlloc(batch_context, rkm->len + 1) : NULL;
+	msg->payload_len = rkm->payload ? (int) rkm->len : 0;
+	if (msg->payload)
+	{
+		memcpy(msg->payload, rkm->payload, rkm->len);
+		msg->payload[rkm->len] = '\0';
+	}
+	rd_kafka_message_destroy(rkm);
+
+	/* offsets can have gaps (compaction, transaction markers) */
+	ps->batch_next = msg->offset + 1;
+	ps->in_batch = true;
+	stats.bytes += msg->payload_len + msg->key_len;
+	batch_count++;
+}
+
+/* A message-level error from librdkafka: never skip past it silently */
+static void
+HandleMessageError(rd_kafka_message_t *rkm)
+{
+	rd_kafka_resp_err_t err = rkm->err;
+	int32		partition = rkm->partition;
+	int64		offset = rkm->offset;
+	char		reason[512];
+
+	snprintf(reason, sizeof(reason), "%s", rd_kafka_message_errstr(rkm));
+	rd_kafka_message_destroy(rkm);
+
+	if (err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+		err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE)
+	{
+		char	   *message = psprintf("offset " INT64_FORMAT " of partition %d is out of range (deleted by retention?): %s; "
+									   "the source is paused: move it with pipeline.reset_kafka_source, then resume it",
+									   offset, partition, reason);
+
+		ereport(LOG, (errmsg("kafka source \"%s\": %s", source->name, message)));
+		PipelineRecordSourceError(source->id, message, true);
+		proc_exit(0);
+	}
+	snprintf(kafka_error, sizeof(kafka_error), "partition %d: %s", partition, reason);
+	ReportKafkaError();
+}
+
+/* Fill the batch: up to batch_size messages or max_batch_latency_ms */
+static void
+ReadBatch(void)
+{
+	rd_kafka_message_t **msgs = palloc(sizeof(rd_kafka_message_t *) * source->batch_size);
+	TimestampTz deadline = 0;
+
+	batch_count = 0;
+	for (;;)
+	{
+		ssize_t		n = rd_kafka_consume_batch_queue(consumer_queue, 0, msgs,
+													 source->batch_size - batch_count);
+
+		ReportKafkaError();
+		for (ssize_t i = 0; i < n; i++)
+		{
+			if (msgs[i]->err)
+				HandleMessageError(msgs[i]);
+			else
+				AddToBatch(msgs[i]);
+		}
+		if (batch_count >= source->batch_size)
+			break;
+		if (batch_count > 0 && deadline == 0)
+			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												   source->max_batch_latency_ms);
+		if (n > 0)
+			continue;			/* the queue may hold more right now */
+		if (deadline != 0)
+		{
+			long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+
+			if (remaining <= 0)
+				break;
+			WaitForWork(remaining);
+		}
+		else
+			WaitForWork(-1);
+	}
+	pfree(msgs);
+}
+
+static int
+CopyReadCallback(void *outbuf, int minread, int maxread)
+{
+	int			n = Min(maxread, copy_end - copy_cursor);
+
+	memcpy(outbuf, copy_cursor, n);
+	copy_cursor += n;
+	return n;
+}
+
+/* COPY the lines of messages [first, last) into the target */
+static void
+CopyMessages(Relation rel, int first, int last)
+{
+	int			from = -1;
+	int			to = batch_lines.len;
+	CopyFromState cstate;
+	ParseState *pstate = make_parsestate(NULL);
+
+	for (int i = first; i < last && from < 0; i++)
+		from = line_start[i];
+	if (from < 0)
+		return;					/* every message of the range was rejected already */
+	for (int i = last; i < batch_count; i++)
+	{
+		if (line_start[i] >= 0)
+		{
+			to = line_start[i];
+			break;
+		}
+	}
+	copy_cursor = batch_lines.data + from;
+	copy_end = batch_lines.data + to;
+
+	/* CopyFrom's executor state needs the target in the range table */
+	addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
+	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, CopyReadCallback,
+						   copy_columns, copy_options);
+	(void) CopyFrom(cstate);
+	EndCopyFrom(cstate);
+	free_parsestate(pstate);
+}
+
+static bool
+IsMessageError(int sqlerrcode)
+{
+	/* data exceptions and integrity violations are the message's fault */
+	return ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
+		ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION;
+}
+
+/*
+ * COPY messages [first, last) in a subtransaction; on a message error split
+ * the range until single bad messages remain, and note those.
+ */
+static void
+CopyWithBisect(Relation rel, int first, int last)
+{
+	MemoryContext context = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(context);
+	PG_TRY();
+	{
+		CopyMessages(rel, first, last);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(context);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		if (!IsMessageError(edata->sqlerrcode))
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(context);
+		CurrentResourceOwner = owner;
+
+		if (last - first == 1)
+		{
+			BadMessage *bad = palloc(sizeof(BadMessage));
+
+			bad->msgno = first;
+			bad->error = edata->context ? psprintf("%s (%s)", edata->message, edata->context)
+				: edata->message;
+			bad->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
+			bad_messages = lappend(bad_messages, bad);
+			line_start[first] = -1;
+		}
+		else
+		{
+			int			middle = first + (last - first) / 2;
+
+			CopyWithBisect(rel, first, middle);
+			CopyWithBisect(rel, middle, last);
+		}
+	}
+	PG_END_TRY();
+}
+
+/* The target must still be writable by the owner, and without RLS */
+static Relation
+OpenTarget(void)
+{
+	Relation	rel = table_open(source->target, RowExclusiveLock);
+	AclResult	acl = pg_class_aclcheck(source->target, GetUserId(), ACL_INSERT);
+
+	if (acl != ACLCHECK_OK)
+		aclcheck_error(acl, get_relkind_objtype(rel->rd_rel->relkind),
+					   RelationGetRelationName(rel));
+	if (check_enable_rls(source->target, InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("kafka source \"%s\" cannot write into table \"%s\", which has row-level security",
+						source->name, RelationGetRelationName(rel)),
+				 errhint("Disable row-level security on the table, or let the source write into another table.")));
+	return rel;
+}
+
+/* Store the batch: rows, dead letters and offsets in one transaction */
+static void
+StoreBatch(void)
+{
+	Relation	rel;
+	ListCell   *lc;
+	bool		stop = strcmp(source->on_error, "stop") == 0;
+	bool		keep = strcmp(source->on_error, "dead_letter") == 0;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(batch_context);
+
+	bad_messages = NIL;
+	initStringInfo(&batch_lines);
+	line_start = palloc(sizeof(int) * Max(batch_count, 1));
+	for (int i = 0; i < batch_count; i++)
+	{
+		char	   *error;
+
+		line_start[i] = batch_lines.len;
+		if (!KafkaDecode(decoder, &batch[i], &batch_lines, &error))
+		{
+			BadMessage *bad = palloc(sizeof(BadMessage));
+
+			bad->msgno = i;
+			bad->error = error;
+			bad->sqlstate = NULL;
+			bad_messages = lappend(bad_messages, bad);
+			line_start[i] = -1;
+		}
+	}
+
+	rel = OpenTarget();
+	CopyWithBisect(rel, 0, batch_count);
+	table_close(rel, NoLock);
+
+	if (bad_messages != NIL && stop)
+	{
+		BadMessage *bad = linitial(bad_messages);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("kafka source \"%s\" stopped at partition %d offset " INT64_FORMAT ": %s",
+						source->name, batch[bad->msgno].partition, batch[bad->msgno].offset,
+						bad->error),
+				 errhint("Fix or skip the message (pipeline.reset_kafka_source with explicit offsets), then resume the source.")));
+	}
+	foreach(lc, bad_messages)
+	{
+		BadMessage *bad = lfirst(lc);
+		KafkaMessage *msg = &batch[bad->msgno];
+
+		if (keep)
+			PipelineInsertDeadLetter(source, msg->partition, msg->offset, msg->key, msg->key_len,
+									 msg->payload, msg->payload_len, bad->error, bad->sqlstate);
+	}
+
+	for (int i = 0; i < npartitions; i++)
+	{
+		PartitionState *ps = &partitions[i];
+		int64		low = -1,
+					high = -1;
+
+		if (!ps->in_batch)
+			continue;
+		(void) rd_kafka_get_watermark_offsets(consumer, source->topic, ps->partition, &low, &high);
+		PipelineAdvanceKafkaOffset(source, ps->partition, ps->committed, ps->batch_next, high);
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	for (int i = 0; i < npartitions; i++)
+	{
+		if (partitions[i].in_batch)
+			partitions[i].committed = partitions[i].batch_next;
+		partitions[i].in_batch = false;
+	}
+}
+
+/* Messages and bytes per second over the last minute, for kafka_status */
+static void
+PublishStats(void)
+{
+	int64		now = (int64) (GetCurrentTimestamp() / USECS_PER_SEC);
+	int			slot = now % RATE_WINDOW_SECONDS;
+	int64		oldest_second = now;
+	uint64		oldest_messages = stats.messages;
+	uint64		oldest_bytes = stats.bytes;
+
+	if (rate_second[slot] != now)
+	{
+		rate_second[slot] = now;
+		rate_messages[slot] = stats.messages;
+		rate_bytes[slot] = stats.bytes;
+	}
+	for (int i = 0; i < RATE_WINDOW_SECONDS; i++)
+	{
+		if (rate_second[i] != 0 && rate_second[i] > now - RATE_WINDOW_SECONDS &&
+			rate_second[i] < oldest_second)
+		{
+			oldest_second = rate_second[i];
+			oldest_messages = rate_messages[i];
+			oldest_bytes = rate_bytes[i];
+		}
+	}
+	if (now > oldest_second)
+	{
+		stats.messages_per_second = (double) (stats.messages - oldest_messages) / (now - oldest_second);
+		stats.bytes_per_second = (double) (stats.bytes - oldest_bytes) / (now - oldest_second);
+	}
+	PipelineSlotSetStats(worker_args.slotno, &stats);
+}
+
+static void
+LoadSource(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(TopMemoryContext);
+	source = PipelineLoadKafkaSource(worker_args.source_id);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(TopMemoryContext);
+}
+
+void
+PipelineKafkaSourceMain(Datum main_arg)
+{
+	memcpy(&worker_args, MyBgworkerEntry->bgw_extra, sizeof(KafkaWorkerArgs));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	if (!PipelineSlotAttach(worker_args.slotno, PIPELINE_WORKER_KAFKA_SOURCE, worker_args.dboid))
+		proc_exit(0);
+	BackgroundWorkerInitializeConnectionByOid(worker_args.dboid, worker_args.owner, 0);
+	pgstat_report_appname("pg_pipeline kafka source");
+
+	LoadSource();
+	if (source == NULL || !source->enabled)
+		proc_exit(0);			/* dropped or paused meanwhile */
+
+	before_shmem_exit(KafkaSourceShutdown, (Datum) 0);
+	PG_TRY();
+	{
+		/* librdkafka's threads are created here, after signals are set up */
+		CreateConsumer();
+		PrepareDecoder();
+		AssignPartitions();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		PipelineRecordSourceError(source->id, edata->message, false);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+
+	batch_context = AllocSetContextCreate(TopMemoryContext, "pg_pipeline kafka batch",
+										  ALLOCSET_DEFAULT_SIZES);
+	batch = MemoryContextAlloc(TopMemoryContext, sizeof(KafkaMessage) * source->batch_size);
+	PipelineSlotSetState(worker_args.slotno, "streaming");
+	pgstat_report_activity(STATE_RUNNING, NULL);
+
+	for (;;)
+	{
+		MemoryContextSwitchTo(batch_context);
+		ReadBatch();
+		if (batch_count > 0)
+		{
+			PG_TRY();
+			{
+				StoreBatch();
+			}
+			PG_CATCH();
+			{
+				ErrorData  *edata;
+				bool		pause;
+
+				MemoryContextSwitchTo(TopMemoryContext);
+				edata = CopyErrorData();
+				FlushErrorState();
+				AbortOutOfAnyTransaction();
+				/* a bad message under on_error = stop pauses the source */
+				pause = edata->sqlerrcode == ERRCODE_DATA_EXCEPTION &&
+					strcmp(source->on_error, "stop") == 0;
+				PipelineRecordSourceError(source->id, edata->message, pause);
+				ReThrowError(edata);
+			}
+			PG_END_TRY();
+			stats.messages += batch_count;
+			PublishStats();
+		}
+		MemoryContextReset(batch_context);
+	}
+}
