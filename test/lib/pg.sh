@@ -43,3 +43,13 @@ with_cluster() {
 	shift
 	pg_virtualenv -t -v 15 -c "-p $(free_port)" "${opts[@]}" "$@"
 }
+
+# source_workers DB: pids of the Kafka source workers of DB
+source_workers() {
+	q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_pipeline kafka source' AND datname = '$1'"
+}
+
+# restart_cluster [MODE]: stop the test cluster (fast, immediate) and start it
+restart_cluster() {
+	pg_ctlcluster 15 regress stop -m "${1:-fast}" && pg_ctlcluster 15 regress start
+}
