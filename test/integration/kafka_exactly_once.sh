@@ -13,7 +13,7 @@ db=kafka_eo
 # expect_exactly N DESCRIPTION: ids 1..N each stored once, nothing else
 expect_exactly() {
 	local n=$1 got
-	wait_until 90 test "$(q $db "SELECT count(*) FROM events")" -ge "$n"
+	wait_for_sql 90 $db "SELECT count(*) >= $n FROM events"
 	sleep 1 # a duplicate would show up after the count was reached
 	got=$(q $db "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || coalesce(sum(id), 0) || ' ' || coalesce(min(id), 0) || ' ' || coalesce(max(id), 0) FROM events")
 	is "$got" "$n $n $((n * (n + 1) / 2)) 1 $n" "$2: $n rows, each id once (count, distinct, sum, min, max)"
@@ -28,7 +28,7 @@ q $db "CREATE TABLE events (id bigint, body text, amount numeric)"
 broker_start events:4
 q $db "SELECT pipeline.create_kafka_source('events', '$BROKER_BOOTSTRAP', 'events', 'events', 'json',
         '{\"batch_size\": 500, \"max_batch_latency_ms\": 50, \"parallelism\": 2}')" >/dev/null
-wait_until 10 test "$(source_workers $db | wc -l)" -eq 2
+wait_for_sql 10 $db "SELECT $WORKER_COUNT = 2"
 ok $? "two workers split the four partitions"
 
 produce_json events 1 2000
@@ -43,7 +43,7 @@ producer=$!
 kills=0
 for signal in TERM KILL TERM KILL TERM; do
 	sleep 1
-	wait_until 30 test -n "$(source_workers $db 2>/dev/null | head -n 1)"
+	wait_for_sql 30 $db "SELECT $WORKER_COUNT > 0"
 	pid=$(source_workers $db | head -n 1)
 	if [ -n "$pid" ] && kill -s "$signal" "$pid"; then kills=$((kills + 1)); fi
 	[ "$signal" = KILL ] && sleep 1 && wait_until 30 q "SELECT 1"
@@ -51,7 +51,7 @@ done
 wait "$producer"
 is "$kills" 5 "five workers were killed while the stream ran"
 expect_exactly 22000 "after 5 worker kills"
-wait_until 10 test "$(source_workers $db | wc -l)" -eq 2
+wait_for_sql 10 $db "SELECT $WORKER_COUNT = 2"
 ok $? "the supervisor restarted the killed workers"
 
 # (b) immediate shutdown mid-stream, then restart
@@ -83,7 +83,7 @@ is "$(q $db "SELECT count(DISTINCT state) || ' ' || min(state) FROM pipeline.kaf
 	"every partition is streaming"
 
 q $db "SELECT pipeline.drop_kafka_source('events')" >/dev/null
-wait_until 10 test -z "$(source_workers $db)"
+wait_for_sql 10 $db "SELECT $WORKER_COUNT = 0"
 ok $? "dropping the source stops its workers"
 broker_stop
 q "DROP DATABASE $db" >/dev/null

@@ -53,3 +53,15 @@ source_workers() {
 restart_cluster() {
 	pg_ctlcluster 15 regress stop -m "${1:-fast}" && pg_ctlcluster 15 regress start
 }
+
+# wait_for_sql SECONDS DB QUERY: true once QUERY (a boolean) returns t
+wait_for_sql() {
+	local deadline=$((SECONDS + $1))
+	until [ "$(q "$2" "$3" 2>/dev/null)" = t ]; do
+		[ "$SECONDS" -ge "$deadline" ] && return 1
+		sleep 0.1
+	done
+}
+
+# the number of Kafka source workers in the current database, as SQL
+WORKER_COUNT="(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_pipeline kafka source' AND datname = current_database())"

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Kafka ingest benchmark: messages/s of a pg_pipeline JSON source into a
+# 5-column typed table, against what a user would otherwise run, measured
+# side by side on the same test broker and cluster:
+#   (1) pipeline.create_kafka_source, format json, one worker
+#   (2) naive: kcat | psql \copy into a jsonb column, then INSERT ... SELECT casting fields
+#   (3) kcat | psql \copy of pre-typed CSV straight into the table
+# (2) and (3) are not exactly-once: they keep no offsets.
+#
+#   bash bench/kafka_ingest.sh [MESSAGES]     (default 1000000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${PG_CLUSTER_CONF_ROOT:-}" ]; then
+	bash test/install-deps
+	bash test/build >/dev/null
+	chmod -R a+rX . 2>/dev/null || true
+	exec pg_virtualenv -t -v 15 -o shared_preload_libraries=pg_pipeline \
+		-o max_worker_processes=16 -o shared_buffers=512MB -o max_wal_size=4GB \
+		bash "$0" "$@"
+fi
+
+N=${1:-1000000}
+PARTITIONS=32 # the test broker keeps ~5 MiB per partition
+. test/lib/pg.sh
+. test/lib/broker.sh
+
+now() { date +%s.%N; }
+rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
+
+echo "kafka_ingest: $N messages, $PARTITIONS partitions, $(nproc) cores, $(date -u +%Y-%m-%d)"
+broker_start -n 1 "json:$PARTITIONS" "csv:$PARTITIONS"
+q "CREATE DATABASE bench" >/dev/null
+q bench "CREATE EXTENSION pg_pipeline"
+for t in ours naive csv; do
+	q bench "CREATE TABLE $t (id bigint, user_id integer, url text, amount numeric(10,2), ts timestamptz)"
+done
+q bench "CREATE TABLE naive_raw (j jsonb)"
+
+echo "producing..."
+seq 1 "$N" | awk '{ printf "{\"id\": %d, \"user_id\": %d, \"url\": \"/page/%d\", \"amount\": %d.%02d, \"ts\": \"2026-11-24T10:%02d:%02dZ\"}\n", $1, $1 % 5000, $1 % 300, $1 % 1000, $1 % 100, ($1 / 60) % 60, $1 % 60 }' |
+	kcat -b "$BROKER_BOOTSTRAP" -P -t json -X topic.partitioner=random -X queue.buffering.max.messages=1000000
+seq 1 "$N" | awk '{ printf "%d,%d,/page/%d,%d.%02d,2026-11-24T10:%02d:%02dZ\n", $1, $1 % 5000, $1 % 300, $1 % 1000, $1 % 100, ($1 / 60) % 60, $1 % 60 }' |
+	kcat -b "$BROKER_BOOTSTRAP" -P -t csv -X topic.partitioner=random -X queue.buffering.max.messages=1000000
+
+# (1) pg_pipeline
+t0=$(now)
+q bench "SELECT pipeline.create_kafka_source('ours', '$BROKER_BOOTSTRAP', 'json', 'ours', 'json',
+          '{\"batch_size\": 10000, \"max_batch_latency_ms\": 200}')" >/dev/null
+rss_first=
+until [ "$(q bench "SELECT count(*) >= $N FROM ours")" = t ]; do
+	pid=$(q bench "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_pipeline kafka source'")
+	if [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; then
+		rss=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
+		[ -z "$rss_first" ] && [ "$(q bench "SELECT count(*) > 0 FROM ours")" = t ] && rss_first=$rss
+		rss_last=$rss
+	fi
+	sleep 0.05
+done
+t1=$(now)
+ours=$(rate "$N" "$t0" "$t1")
+
+# (2) naive: raw jsonb then INSERT ... SELECT
+t0=$(now)
+kcat -b "$BROKER_BOOTSTRAP" -C -t json -o beginning -e -q |
+	psql -X -q -d bench -c "\\copy naive_raw (j) FROM STDIN"
+q bench "INSERT INTO naive SELECT (j->>'id')::bigint, (j->>'user_id')::int, j->>'url',
+          (j->>'amount')::numeric, (j->>'ts')::timestamptz FROM naive_raw" >/dev/null
+t1=$(now)
+naive=$(rate "$N" "$t0" "$t1")
+
+# (3) pre-typed CSV straight into the table
+t0=$(now)
+kcat -b "$BROKER_BOOTSTRAP" -C -t csv -o beginning -e -q |
+	psql -X -q -d bench -c "\\copy csv FROM STDIN (FORMAT csv)"
+t1=$(now)
+csv=$(rate "$N" "$t0" "$t1")
+
+check=$(q bench "SELECT (SELECT count(*) || '/' || sum(id) FROM ours) || ' ' || (SELECT count(*) || '/' || sum(id) FROM naive) || ' ' || (SELECT count(*) || '/' || sum(id) FROM csv)")
+echo "rows/sum per table (ours naive csv): $check"
+printf '%-58s %10s msg/s\n' "(1) pg_pipeline json source, 1 worker, exactly-once" "$ours" \
+	"(2) kcat | psql \\copy jsonb + INSERT ... SELECT" "$naive" \
+	"(3) kcat | psql \\copy pre-typed CSV" "$csv"
+awk -v a="$ours" -v b="$naive" -v c="$csv" 'BEGIN { printf "ratio (1)/(2) = %.2fx   ratio (1)/(3) = %.2fx\n", a / b, a / c }'
+echo "worker RSS: ${rss_first:-?} kB after the first batch, ${rss_last:-?} kB at the end"
+broker_stop

@@ -1,0 +1,92 @@
+# Every format lands its good rows; every bad message is in the dead-letter
+# table with its offset and reason, in the same transaction as the good ones.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. test/lib/tap.sh
+. test/lib/pg.sh
+. test/lib/broker.sh
+
+plan 16
+db=kafka_formats
+
+q "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
+q "CREATE DATABASE $db"
+q $db "CREATE EXTENSION pg_pipeline"
+broker_start -n 1 js:3 cs:2 raw:1 txt:1
+
+# --- JSON with 1 % malformed messages: 50 invalid JSON, 25 bad types, 25 CHECK violations
+q $db "CREATE TABLE orders (id integer NOT NULL, customer text, amount numeric CHECK (amount >= 0),
+        city text, k text, p integer, o bigint, ts timestamptz)"
+q $db "SELECT pipeline.create_kafka_source('orders', '$BROKER_BOOTSTRAP', 'js', 'orders', 'json',
+        '{\"columns\": {\"id\": \"id\", \"customer\": \"customer.name\", \"amount\": \"amount\", \"city\": \"customer.address.city\"},
+          \"key_column\": \"k\", \"partition_column\": \"p\", \"offset_column\": \"o\", \"timestamp_column\": \"ts\",
+          \"batch_size\": 1000, \"max_batch_latency_ms\": 50}')" >/dev/null
+seq 1 10000 | awk '{
+	if ($1 % 200 == 0)       printf "k%d:{\"id\": %d, \"customer\": {\"name\": \"c%d\"\n", $1, $1, $1
+	else if ($1 % 400 == 100) printf "k%d:{\"id\": %d, \"amount\": -1}\n", $1, $1
+	else if ($1 % 400 == 300) printf "k%d:{\"id\": \"x%d\", \"amount\": 1}\n", $1, $1
+	else printf "k%d:{\"id\": %d, \"customer\": {\"name\": \"c%d\", \"address\": {\"city\": \"Lyon\"}}, \"amount\": %d.5, \"extra\": [1, {\"id\": 0}]}\n", $1, $1, $1, $1 % 50
+}' | kcat -b "$BROKER_BOOTSTRAP" -P -t js -K: -X topic.partitioner=random
+wait_for_sql 60 $db "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM pipeline.kafka_dead_letters) >= 10000"
+# ids 1..10000 without the 100 bad ones sum to 49500000
+is "$(q $db "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || sum(id) FROM orders")" "9900 9900 49500000" \
+	"all 9900 good JSON rows landed, once"
+is "$(q $db "SELECT count(*) FROM pipeline.kafka_dead_letters WHERE source_name = 'orders'")" 100 \
+	"all 100 bad messages are dead letters"
+is "$(q $db "SELECT count(*) FROM pipeline.kafka_dead_letters WHERE error LIKE 'invalid JSON%'")" 50 \
+	"50 say the JSON is invalid"
+is "$(q $db "SELECT count(*) FROM pipeline.kafka_dead_letters WHERE sqlstate = '22P02' AND error LIKE 'invalid input syntax for type integer: \"x%'")" 25 \
+	"25 say which value is not an integer"
+is "$(q $db "SELECT count(*) FROM pipeline.kafka_dead_letters WHERE sqlstate = '23514' AND error LIKE '%orders_amount_check%'")" 25 \
+	"25 name the violated CHECK constraint"
+is "$(q $db "SELECT count(*) FROM pipeline.kafka_dead_letters d
+             WHERE d.key = convert_to('k' || substring(convert_from(d.payload, 'UTF8') from '\"id\": \"?x?([0-9]+)'), 'UTF8')")" 100 \
+	"each dead letter keeps its key and raw payload"
+is "$(q $db "SELECT count(*) || ' ' || count(DISTINCT (p, o)) FROM (SELECT p, o FROM orders UNION ALL
+             SELECT partition, \"offset\" FROM pipeline.kafka_dead_letters) x")" "10000 10000" \
+	"rows and dead letters account for every (partition, offset) once"
+is "$(q $db "SELECT sum(committed_offset) FROM pipeline.kafka_status WHERE source = 'orders'")" 10000 \
+	"and the committed offsets moved past all of them"
+is "$(q $db "SELECT count(*) FROM orders WHERE k = 'k' || id AND city = 'Lyon' AND customer = 'c' || id
+             AND ts > now() - interval '1 hour' AND p BETWEEN 0 AND 2")" 9900 \
+	"nested paths, key, partition, offset and timestamp columns are filled"
+
+# --- CSV by position, with a bad row
+q $db "CREATE TABLE sales (store integer, amount numeric, note text, sold_at timestamptz)"
+q $db "SELECT pipeline.create_kafka_source('sales', '$BROKER_BOOTSTRAP', 'cs', 'sales', 'csv',
+        '{\"columns\": [\"store\", \"amount\", \"note\"], \"timestamp_column\": \"sold_at\", \"max_batch_latency_ms\": 50}')" >/dev/null
+printf '%s\n' '1,10.5,plain' '2,20,"quoted, with comma"' '3,oops,bad amount' '4,40,"say ""hi"""' '5,50,' |
+	kcat -b "$BROKER_BOOTSTRAP" -P -t cs
+wait_for_sql 30 $db "SELECT count(*) >= 4 FROM sales"
+is "$(q $db "SELECT string_agg(store || '|' || amount || '|' || coalesce(note, 'NULL'), ';' ORDER BY store) FROM sales")" \
+	'1|10.5|plain;2|20|quoted, with comma;4|40|say "hi";5|50|NULL' "CSV records land field by field, quotes and empty fields included"
+wait_for_sql 10 $db "SELECT count(*) = 1 FROM pipeline.kafka_dead_letters WHERE source_name = 'sales'"
+ok $? "the bad CSV record is a dead letter"
+
+# --- whole messages: jsonb validates, text takes anything in the database encoding
+q $db "CREATE TABLE raw_events (body jsonb)"
+q $db "SELECT pipeline.create_kafka_source('raw', '$BROKER_BOOTSTRAP', 'raw', 'raw_events', 'jsonb', '{\"max_batch_latency_ms\": 50}')" >/dev/null
+printf '%s\n' '{"a": 1}' '[1, 2]' '{"a": ' '"just a string"' | kcat -b "$BROKER_BOOTSTRAP" -P -t raw
+wait_for_sql 30 $db "SELECT count(*) >= 3 FROM raw_events"
+is "$(q $db "SELECT string_agg(body::text, ' ' ORDER BY body::text) FROM raw_events")" '"just a string" [1, 2] {"a": 1}' \
+	"jsonb keeps every valid JSON message whole"
+q $db "CREATE TABLE lines (line text)"
+q $db "SELECT pipeline.create_kafka_source('txt', '$BROKER_BOOTSTRAP', 'txt', 'lines', 'text', '{\"max_batch_latency_ms\": 50}')" >/dev/null
+printf '%s\n' 'GET /index.html 200' 'tab	and \backslash' | kcat -b "$BROKER_BOOTSTRAP" -P -t txt
+wait_for_sql 30 $db "SELECT count(*) >= 2 FROM lines"
+is "$(q $db "SELECT count(*) FROM lines WHERE line IN ('GET /index.html 200', E'tab\tand \\\\backslash')")" 2 \
+	"text keeps lines byte for byte, tabs and backslashes included"
+
+# --- on_error = skip drops bad messages without a trace; stop pauses the source
+q $db "CREATE TABLE strict_orders (id integer)"
+q $db "SELECT pipeline.create_kafka_source('strict', '$BROKER_BOOTSTRAP', 'js', 'strict_orders', 'json',
+        '{\"on_error\": \"stop\", \"batch_size\": 100000, \"max_batch_latency_ms\": 200}')" >/dev/null
+wait_for_sql 30 $db "SELECT NOT enabled FROM pipeline.kafka_sources WHERE name = 'strict'"
+ok $? "on_error = stop pauses the source at the first bad message"
+q $db "SELECT last_error FROM pipeline.kafka_status WHERE source = 'strict' LIMIT 1" | grep -q 'stopped at partition [0-9]* offset [0-9]*'
+ok $? "and says where it stopped and why"
+is "$(q $db "SELECT count(*) FROM strict_orders")" 0 "its batch was not half stored"
+
+broker_stop
+q "DROP DATABASE $db WITH (FORCE)" >/dev/null
+done_testing
