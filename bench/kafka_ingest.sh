@@ -2,12 +2,13 @@
 # Kafka ingest benchmark: messages/s of a pg_pipeline JSON source into a
 # 5-column typed table, against what a user would otherwise run, measured
 # side by side on the same test broker and cluster:
-#   (1) pipeline.create_kafka_source, format json, one worker
+#   (1) pipeline.create_kafka_source, format json, WORKERS workers (default 1;
+#       (2) and (3) keep two processes busy: kcat and the COPY backend)
 #   (2) naive: kcat | psql \copy into a jsonb column, then INSERT ... SELECT casting fields
 #   (3) kcat | psql \copy of pre-typed CSV straight into the table
 # (2) and (3) are not exactly-once: they keep no offsets.
 #
-#   bash bench/kafka_ingest.sh [MESSAGES]     (default 1000000)
+#   bash bench/kafka_ingest.sh [MESSAGES]     (default 1000000; WORKERS=2 for two workers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,8 @@ if [ -z "${PG_CLUSTER_CONF_ROOT:-}" ]; then
 fi
 
 N=${1:-1000000}
-PARTITIONS=32 # the test broker keeps ~5 MiB per partition
+WORKERS=${WORKERS:-1}
+PARTITIONS=64 # the test broker keeps ~5 MiB per partition: stay well below
 . test/lib/pg.sh
 . test/lib/broker.sh
 
@@ -43,17 +45,29 @@ seq 1 "$N" | awk '{ printf "{\"id\": %d, \"user_id\": %d, \"url\": \"/page/%d\",
 seq 1 "$N" | awk '{ printf "%d,%d,/page/%d,%d.%02d,2026-11-24T10:%02d:%02dZ\n", $1, $1 % 5000, $1 % 300, $1 % 1000, $1 % 100, ($1 / 60) % 60, $1 % 60 }' |
 	kcat -b "$BROKER_BOOTSTRAP" -P -t csv -X topic.partitioner=random -X queue.buffering.max.messages=1000000
 
+# the test broker drops the oldest messages past ~5 MiB per partition
+for topic in json csv; do
+	stored=$(kcat -b "$BROKER_BOOTSTRAP" -C -t $topic -o beginning -e -q -f 'x\n' | wc -l)
+	if [ "$stored" -ne "$N" ]; then
+		echo "the broker kept $stored of $N messages of topic $topic: use fewer messages" >&2
+		exit 1
+	fi
+done
+
 # (1) pg_pipeline
 t0=$(now)
 q bench "SELECT pipeline.create_kafka_source('ours', '$BROKER_BOOTSTRAP', 'json', 'ours', 'json',
-          '{\"batch_size\": 10000, \"max_batch_latency_ms\": 200}')" >/dev/null
-rss_first=
+          '{\"batch_size\": 10000, \"max_batch_latency_ms\": 200, \"parallelism\": $WORKERS}')" >/dev/null
+memory=
+quarter=0
 until [ "$(q bench "SELECT count(*) >= $N FROM ours")" = t ]; do
-	pid=$(q bench "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_pipeline kafka source'")
-	if [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; then
-		rss=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
-		[ -z "$rss_first" ] && [ "$(q bench "SELECT count(*) > 0 FROM ours")" = t ] && rss_first=$rss
-		rss_last=$rss
+	done_rows=$(q bench "SELECT count(*) FROM ours")
+	if [ "$done_rows" -ge $((quarter * N / 4)) ] && [ "$done_rows" -gt 0 ]; then
+		# private memory (kB) of the busiest worker, at 0, 25, 50 and 75 % of the run
+		kb=$(for pid in $(q bench "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_pipeline kafka source'"); do
+			awk '/RssAnon/ { print $2 }' "/proc/$pid/status" 2>/dev/null; done | sort -n | tail -n 1)
+		memory="$memory ${kb:-?}"
+		quarter=$((quarter + 1))
 	fi
 	sleep 0.05
 done
@@ -78,9 +92,9 @@ csv=$(rate "$N" "$t0" "$t1")
 
 check=$(q bench "SELECT (SELECT count(*) || '/' || sum(id) FROM ours) || ' ' || (SELECT count(*) || '/' || sum(id) FROM naive) || ' ' || (SELECT count(*) || '/' || sum(id) FROM csv)")
 echo "rows/sum per table (ours naive csv): $check"
-printf '%-58s %10s msg/s\n' "(1) pg_pipeline json source, 1 worker, exactly-once" "$ours" \
+printf '%-58s %10s msg/s\n' "(1) pg_pipeline json source, $WORKERS worker(s), exactly-once" "$ours" \
 	"(2) kcat | psql \\copy jsonb + INSERT ... SELECT" "$naive" \
 	"(3) kcat | psql \\copy pre-typed CSV" "$csv"
 awk -v a="$ours" -v b="$naive" -v c="$csv" 'BEGIN { printf "ratio (1)/(2) = %.2fx   ratio (1)/(3) = %.2fx\n", a / b, a / c }'
-echo "worker RSS: ${rss_first:-?} kB after the first batch, ${rss_last:-?} kB at the end"
+echo "worker private memory (RssAnon, kB) at 0/25/50/75 % of the run:$memory"
 broker_stop

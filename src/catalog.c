@@ -192,36 +192,63 @@ PipelineInitKafkaOffset(int64 source_id, int32 partition, int64 next_offset)
 }
 
 /*
- * Move a partition's committed offset from expected to next_offset, in the
- * batch's transaction.  The WHERE on the old value fences out any other
- * worker that read the same partition: if it committed first, this batch
- * fails and is read again from the new position.
+ * Move the committed offsets of n partitions from expected to next, in the
+ * batch's transaction, with one statement.  The WHERE on the old values
+ * fences out any other worker that read the same partitions: if one of them
+ * committed first, fewer rows match, this batch fails and is read again from
+ * the new position.  A negative high watermark is stored as unknown.
  */
 void
-PipelineAdvanceKafkaOffset(KafkaSourceDef *source, int32 partition, int64 expected,
-						   int64 next_offset, int64 high_watermark)
+PipelineAdvanceKafkaOffsets(KafkaSourceDef *source, int n, const int32 *partitions,
+							const int64 *expected, const int64 *next, const int64 *high)
 {
-	Oid			argtypes[5] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID};
-	Datum		args[5] = {Int64GetDatum(source->id), Int32GetDatum(partition),
-		Int64GetDatum(expected), Int64GetDatum(next_offset), Int64GetDatum(high_watermark)};
-	char		nulls[5] = "    ";
+	static SPIPlanPtr plan = NULL;
+	Datum	   *parts = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *exp = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *nxt = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *hw = palloc(sizeof(Datum) * Max(n, 1));
+	Datum		args[5];
 
-	if (high_watermark < 0)
-		nulls[4] = 'n';
-	if (SPI_execute_with_args("UPDATE pipeline.kafka_offsets "
-							  "SET next_offset = $4, high_watermark = $5, updated_at = pg_catalog.now() "
-							  "WHERE source_id OPERATOR(pg_catalog.=) $1 "
-							  "AND partition OPERATOR(pg_catalog.=) $2 "
-							  "AND next_offset OPERATOR(pg_catalog.=) $3",
-							  5, argtypes, args, nulls, false, 0) != SPI_OK_UPDATE)
+	if (n == 0)
+		return;
+	if (plan == NULL)
+	{
+		Oid			argtypes[5] = {INT8OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+
+		plan = SPI_prepare("UPDATE pipeline.kafka_offsets o "
+						   "SET next_offset = v.next, updated_at = pg_catalog.now(), "
+						   "high_watermark = CASE WHEN v.high OPERATOR(pg_catalog.>=) 0 THEN v.high END "
+						   "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), "
+						   "pg_catalog.unnest($5)) AS v(part, expected, next, high) "
+						   "WHERE o.source_id OPERATOR(pg_catalog.=) $1 "
+						   "AND o.partition OPERATOR(pg_catalog.=) v.part "
+						   "AND o.next_offset OPERATOR(pg_catalog.=) v.expected",
+						   5, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the offset update: %s", SPI_result_code_string(SPI_result));
+	}
+	for (int i = 0; i < n; i++)
+	{
+		parts[i] = Int32GetDatum(partitions[i]);
+		exp[i] = Int64GetDatum(expected[i]);
+		nxt[i] = Int64GetDatum(next[i]);
+		hw[i] = Int64GetDatum(high[i]);
+	}
+	args[0] = Int64GetDatum(source->id);
+	args[1] = PointerGetDatum(construct_array(parts, n, INT4OID, 4, true, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(exp, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(construct_array(nxt, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[4] = PointerGetDatum(construct_array(hw, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not write pipeline.kafka_offsets");
-	if (SPI_processed != 1)
+	if (SPI_processed != (uint64) n)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("offset of partition %d of kafka source \"%s\" was moved by someone else",
-						partition, source->name),
-				 errdetail("This worker expected offset " INT64_FORMAT ".", expected),
-				 errhint("The batch is read again from the committed offset.")));
+				 errmsg("offsets of kafka source \"%s\" were moved by someone else", source->name),
+				 errdetail("%d of %d partitions still had the offsets this worker read from.",
+						   (int) SPI_processed, n),
+				 errhint("The batch is read again from the committed offsets.")));
 }
 
 void

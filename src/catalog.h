@@ -52,8 +52,9 @@ extern KafkaSourceDef *PipelineLoadKafkaSource(int64 source_id);
 extern List *PipelineLoadEnabledKafkaSources(void);
 extern bool PipelineLoadKafkaOffset(int64 source_id, int32 partition, int64 *next_offset);
 extern void PipelineInitKafkaOffset(int64 source_id, int32 partition, int64 next_offset);
-extern void PipelineAdvanceKafkaOffset(KafkaSourceDef *source, int32 partition,
-									   int64 expected, int64 next_offset, int64 high_watermark);
+extern void PipelineAdvanceKafkaOffsets(KafkaSourceDef *source, int n, const int32 *partitions,
+										const int64 *expected, const int64 *next,
+										const int64 *high);
 extern void PipelineInsertDeadLetter(KafkaSourceDef *source, int32 partition, int64 offset,
 									 const char *key, int key_len,
 									 const char *payload, int payload_len,

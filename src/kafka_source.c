@@ -99,8 +99,9 @@ static WaitEventSet *wait_set;
 static PartitionState *partitions;
 static int	npartitions;
 
-/* The current batch, in batch_context */
+/* The current batch, in batch_context; per-message scratch in decode_context */
 static MemoryContext batch_context;
+static MemoryContext decode_context;
 static KafkaMessage *batch;
 static int	batch_count;
 static StringInfoData batch_lines;
@@ -180,8 +181,14 @@ CreateConsumer(void)
 	SetConf(conf, "enable.auto.offset.store", "false");
 	SetConf(conf, "auto.offset.reset", "error");
 	SetConf(conf, "enable.partition.eof", "false");
-	SetConf(conf, "fetch.wait.max.ms", "100");
-	SetConf(conf, "queued.max.messages.kbytes", "32768");
+	SetConf(conf, "fetch.wait.max.ms", "20");
+	/*
+	 * Prefetch is bounded by bytes only: the default message-count threshold
+	 * made the fetcher pause for hundreds of milliseconds during catch-up.
+	 */
+	SetConf(conf, "queued.max.messages.kbytes", "65536");
+	SetConf(conf, "queued.min.messages", "1000000");
+	SetConf(conf, "fetch.error.backoff.ms", "20");
 	SetConf(conf, "log.queue", "true");
 	forboth(name, source->property_names, value, source->property_values)
 		SetConf(conf, lfirst(name), lfirst(value));
@@ -346,26 +353,24 @@ AssignPartitions(void)
 			partitions[npartitions++].partition = p;
 	}
 
+	/* one transaction for all partitions: new ones get their start offset */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	for (int i = 0; i < npartitions; i++)
 	{
 		PartitionState *ps = &partitions[i];
-		bool		found;
 
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		found = PipelineLoadKafkaOffset(source->id, ps->partition, &ps->committed);
-		if (!found)
-		{
-			PipelineInitKafkaOffset(source->id, ps->partition, ResolveStartOffset(ps->partition));
-			if (!PipelineLoadKafkaOffset(source->id, ps->partition, &ps->committed))
-				elog(ERROR, "offset of partition %d vanished", ps->partition);
-		}
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		if (PipelineLoadKafkaOffset(source->id, ps->partition, &ps->committed))
+			continue;
+		PipelineInitKafkaOffset(source->id, ps->partition, ResolveStartOffset(ps->partition));
+		if (!PipelineLoadKafkaOffset(source->id, ps->partition, &ps->committed))
+			elog(ERROR, "offset of partition %d vanished", ps->partition);
 	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
 
 	list = rd_kafka_topic_partition_list_new(Max(npartitions, 1));
 	for (int i = 0; i < npartitions; i++)
@@ -676,18 +681,24 @@ StoreBatch(void)
 	for (int i = 0; i < batch_count; i++)
 	{
 		char	   *error;
+		bool		decoded;
 
+		/* the JSON parser's allocations die with each message */
 		line_start[i] = batch_lines.len;
-		if (!KafkaDecode(decoder, &batch[i], &batch_lines, &error))
+		MemoryContextSwitchTo(decode_context);
+		decoded = KafkaDecode(decoder, &batch[i], &batch_lines, &error);
+		MemoryContextSwitchTo(batch_context);
+		if (!decoded)
 		{
 			BadMessage *bad = palloc(sizeof(BadMessage));
 
 			bad->msgno = i;
-			bad->error = error;
+			bad->error = pstrdup(error);
 			bad->sqlstate = NULL;
 			bad_messages = lappend(bad_messages, bad);
 			line_start[i] = -1;
 		}
+		MemoryContextReset(decode_context);
 	}
 
 	rel = OpenTarget();
@@ -715,16 +726,29 @@ StoreBatch(void)
 									 msg->payload, msg->payload_len, bad->error, bad->sqlstate);
 	}
 
-	for (int i = 0; i < npartitions; i++)
 	{
-		PartitionState *ps = &partitions[i];
-		int64		low = -1,
-					high = -1;
+		int32	   *parts = palloc(sizeof(int32) * npartitions);
+		int64	   *expected = palloc(sizeof(int64) * npartitions);
+		int64	   *next = palloc(sizeof(int64) * npartitions);
+		int64	   *high = palloc(sizeof(int64) * npartitions);
+		int			n = 0;
 
-		if (!ps->in_batch)
-			continue;
-		(void) rd_kafka_get_watermark_offsets(consumer, source->topic, ps->partition, &low, &high);
-		PipelineAdvanceKafkaOffset(source, ps->partition, ps->committed, ps->batch_next, high);
+		for (int i = 0; i < npartitions; i++)
+		{
+			PartitionState *ps = &partitions[i];
+			int64		low = -1;
+
+			if (!ps->in_batch)
+				continue;
+			parts[n] = ps->partition;
+			expected[n] = ps->committed;
+			next[n] = ps->batch_next;
+			high[n] = -1;
+			(void) rd_kafka_get_watermark_offsets(consumer, source->topic, ps->partition,
+												  &low, &high[n]);
+			n++;
+		}
+		PipelineAdvanceKafkaOffsets(source, n, parts, expected, next, high);
 	}
 
 	SPI_finish();
@@ -829,6 +853,8 @@ PipelineKafkaSourceMain(Datum main_arg)
 
 	batch_context = AllocSetContextCreate(TopMemoryContext, "pg_pipeline kafka batch",
 										  ALLOCSET_DEFAULT_SIZES);
+	decode_context = AllocSetContextCreate(TopMemoryContext, "pg_pipeline kafka decode",
+										   ALLOCSET_DEFAULT_SIZES);
 	batch = MemoryContextAlloc(TopMemoryContext, sizeof(KafkaMessage) * source->batch_size);
 	PipelineSlotSetState(worker_args.slotno, "streaming");
 	pgstat_report_activity(STATE_RUNNING, NULL);
