@@ -4,7 +4,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
 
-plan 7
+plan 8
 
 export DEMO_DIR
 DEMO_DIR=$(mktemp -d)
@@ -18,11 +18,18 @@ ok $? "it prints how to connect with psql"
 
 port=$(cat "$DEMO_DIR/port")
 is "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo \
-	-c "SELECT kind FROM pipeline.workers WHERE database = 'demo'")" supervisor \
+	-c "SELECT kind FROM pipeline.workers WHERE database = 'demo' AND kind = 'supervisor'")" supervisor \
 	"psql connects and the demo database has its supervisor"
 
 kcat -b "$(cat "$DEMO_DIR/kafka.bootstrap")" -L -m 5 2>/dev/null | grep -q 'topic "pageviews" with 4 partitions'
 ok $? "the demo broker answers kcat"
+
+first=$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo -c "SELECT count(*) FROM pageviews")
+deadline=$((SECONDS + 20))
+until [ "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo -c "SELECT count(*) > $first + 5 FROM pageviews")" = t ] ||
+	[ "$SECONDS" -ge "$deadline" ]; do sleep 0.5; done
+[ "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo -c "SELECT count(*) > $first + 5 FROM pageviews")" = t ]
+ok $? "a live stream lands in the demo's pageviews table"
 
 bash test/demo stop >/dev/null 2>&1
 ok $? "demo stop succeeds"
