@@ -62,7 +62,7 @@ memory=
 quarter=0
 until [ "$(q bench "SELECT count(*) >= $N FROM ours")" = t ]; do
 	done_rows=$(q bench "SELECT count(*) FROM ours")
-	if [ "$done_rows" -ge $((quarter * N / 4)) ] && [ "$done_rows" -gt 0 ]; then
+	if [ "$quarter" -lt 4 ] && [ "$done_rows" -ge $((quarter * N / 4)) ] && [ "$done_rows" -gt 0 ]; then
 		# private memory (kB) of the busiest worker, at 0, 25, 50 and 75 % of the run
 		kb=$(for pid in $(q bench "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_pipeline kafka source'"); do
 			awk '/RssAnon/ { print $2 }' "/proc/$pid/status" 2>/dev/null; done | sort -n | tail -n 1)

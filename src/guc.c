@@ -16,6 +16,7 @@
 #include "guc.h"
 
 bool		pg_pipeline_enabled = true;
+bool		pg_pipeline_source_synchronous_commit = false;
 int			pg_pipeline_restart_backoff_max = 60000;
 
 void
@@ -42,6 +43,16 @@ PipelineGucInit(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("pg_pipeline.source_synchronous_commit",
+							 gettext_noop("Makes source workers wait for each batch to reach disk."),
+							 gettext_noop("Off by default: a batch's rows and offsets commit together, "
+										  "so a crash loses both and the batch is read again."),
+							 &pg_pipeline_source_synchronous_commit,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pg_pipeline");
 }

@@ -9,6 +9,7 @@
 #define PG_PIPELINE_GUC_H
 
 extern bool pg_pipeline_enabled;
+extern bool pg_pipeline_source_synchronous_commit;
 extern int	pg_pipeline_restart_backoff_max;
 
 extern void PipelineGucInit(void);

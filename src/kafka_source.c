@@ -31,6 +31,7 @@
 #include "postgres.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -62,11 +63,13 @@
 #include "utils/timestamp.h"
 
 #include "catalog.h"
+#include "guc.h"
 #include "kafka_decode.h"
 #include "kafka_source.h"
 #include "shmem.h"
 
 #define METADATA_TIMEOUT_MS 5000
+#define BATCH_CONTEXT_SIZE (8 * 1024 * 1024)
 #define RATE_WINDOW_SECONDS 60
 
 typedef struct PartitionState
@@ -674,6 +677,9 @@ StoreBatch(void)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(batch_context);
+	/* safe when off: the rows and their offsets are lost together, and re-read */
+	SetConfigOption("synchronous_commit", pg_pipeline_source_synchronous_commit ? "on" : "off",
+					PGC_SUSET, PGC_S_SESSION);
 
 	bad_messages = NIL;
 	initStringInfo(&batch_lines);
@@ -851,8 +857,16 @@ PipelineKafkaSourceMain(Datum main_arg)
 	}
 	PG_END_TRY();
 
+	/*
+	 * One large keeper block, reused by every batch: growing and freeing the
+	 * context per batch made glibc map and unmap (and the kernel zero) fresh
+	 * pages each time.  For the same reason transaction memory stays mapped.
+	 */
 	batch_context = AllocSetContextCreate(TopMemoryContext, "pg_pipeline kafka batch",
-										  ALLOCSET_DEFAULT_SIZES);
+										  BATCH_CONTEXT_SIZE, BATCH_CONTEXT_SIZE,
+										  BATCH_CONTEXT_SIZE);
+	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 	decode_context = AllocSetContextCreate(TopMemoryContext, "pg_pipeline kafka decode",
 										   ALLOCSET_DEFAULT_SIZES);
 	batch = MemoryContextAlloc(TopMemoryContext, sizeof(KafkaMessage) * source->batch_size);
