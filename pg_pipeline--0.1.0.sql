@@ -85,6 +85,7 @@ CREATE TABLE pipeline.kafka_sources (
     max_batch_latency_ms integer NOT NULL DEFAULT 200,
     parallelism integer NOT NULL DEFAULT 1,
     on_error text NOT NULL DEFAULT 'dead_letter',
+    max_error_rate double precision,
     enabled boolean NOT NULL DEFAULT true,
     generation bigint NOT NULL DEFAULT 1,
     paused_reason text,
@@ -93,6 +94,7 @@ CREATE TABLE pipeline.kafka_sources (
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CHECK (format OPERATOR(pg_catalog.=) ANY (ARRAY['json', 'jsonb', 'text', 'csv'])),
     CHECK (on_error OPERATOR(pg_catalog.=) ANY (ARRAY['dead_letter', 'skip', 'stop'])),
+    CHECK (max_error_rate BETWEEN 0 AND 1),
     CHECK (batch_size BETWEEN 1 AND 1000000),
     CHECK (max_batch_latency_ms BETWEEN 1 AND 3600000),
     CHECK (parallelism BETWEEN 1 AND 64),
@@ -296,6 +298,13 @@ BEGIN
             MESSAGE = pg_catalog.format('invalid parallelism %s', settings->'parallelism'),
             HINT = 'Use a number of workers between 1 and 64; each takes one of max_worker_processes.';
     END IF;
+    IF settings ? 'max_error_rate' AND (CASE WHEN pg_catalog.jsonb_typeof(settings->'max_error_rate') OPERATOR(pg_catalog.=) 'number'
+                                             THEN (settings->>'max_error_rate')::float8 NOT BETWEEN 0 AND 1
+                                             ELSE true END) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid max_error_rate %s', settings->'max_error_rate'),
+            HINT = 'Use the largest share of bad messages per batch to accept, between 0 and 1 (0.01 is 1 %).';
+    END IF;
     IF settings ? 'on_error' AND NOT (settings->>'on_error') OPERATOR(pg_catalog.=) ANY (ARRAY['dead_letter', 'skip', 'stop']) THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format('invalid on_error %s', settings->'on_error'),
@@ -356,7 +365,7 @@ BEGIN
     END IF;
     PERFORM pipeline.check_kafka_settings(options, ARRAY['columns', 'payload_column', 'key_column',
         'partition_column', 'offset_column', 'timestamp_column', 'start', 'batch_size',
-        'max_batch_latency_ms', 'parallelism', 'on_error', 'kafka_properties']);
+        'max_batch_latency_ms', 'parallelism', 'on_error', 'max_error_rate', 'kafka_properties']);
 
     IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) target)
        NOT IN ('r', 'p') THEN
@@ -488,7 +497,7 @@ BEGIN
     BEGIN
         INSERT INTO pipeline.kafka_sources (name, brokers, topic, target, format, columns, paths,
             key_column, partition_column, offset_column, timestamp_column, start_position,
-            batch_size, max_batch_latency_ms, parallelism, on_error)
+            batch_size, max_batch_latency_ms, parallelism, on_error, max_error_rate)
         VALUES (name, brokers, topic, target, format, data_columns, data_paths,
             options->>'key_column', options->>'partition_column', options->>'offset_column',
             options->>'timestamp_column',
@@ -496,7 +505,8 @@ BEGIN
             COALESCE((options->>'batch_size')::int, 10000),
             COALESCE((options->>'max_batch_latency_ms')::int, 200),
             COALESCE((options->>'parallelism')::int, 1),
-            COALESCE(options->>'on_error', 'dead_letter'))
+            COALESCE(options->>'on_error', 'dead_letter'),
+            (options->>'max_error_rate')::float8)
         RETURNING id INTO new_id;
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
@@ -577,18 +587,20 @@ DECLARE
     source bigint := pipeline.kafka_source_id(name);
 BEGIN
     PERFORM pipeline.check_kafka_settings(options,
-        ARRAY['batch_size', 'max_batch_latency_ms', 'parallelism', 'on_error']);
+        ARRAY['batch_size', 'max_batch_latency_ms', 'parallelism', 'on_error', 'max_error_rate']);
     UPDATE pipeline.kafka_sources s
        SET batch_size = COALESCE((options->>'batch_size')::int, s.batch_size),
            max_batch_latency_ms = COALESCE((options->>'max_batch_latency_ms')::int, s.max_batch_latency_ms),
            parallelism = COALESCE((options->>'parallelism')::int, s.parallelism),
            on_error = COALESCE(options->>'on_error', s.on_error),
+           max_error_rate = CASE WHEN options ? 'max_error_rate'
+                                 THEN (options->>'max_error_rate')::float8 ELSE s.max_error_rate END,
            generation = s.generation OPERATOR(pg_catalog.+) 1
      WHERE s.id OPERATOR(pg_catalog.=) source;
 END
 $$;
 COMMENT ON FUNCTION pipeline.alter_kafka_source(text, jsonb) IS
-    'changes batch_size, max_batch_latency_ms, parallelism or on_error of a Kafka source; workers restart from the committed offsets';
+    'changes batch_size, max_batch_latency_ms, parallelism, on_error or max_error_rate of a Kafka source; workers restart from the committed offsets';
 REVOKE ALL ON FUNCTION pipeline.alter_kafka_source(text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline.alter_kafka_source(text, jsonb) TO PUBLIC;
 

@@ -1,5 +1,6 @@
 -- Kafka sources: definition, validation, operations and ownership.
 -- (Streaming itself is tested against the test broker in test/integration.)
+\set SHOW_CONTEXT never
 CREATE TABLE events (
     id integer, name text, amount numeric, tags text[], body jsonb,
     k text, p integer, o bigint, ts timestamptz, raw_key bytea);
@@ -77,6 +78,10 @@ SELECT name, enabled, paused_reason FROM pipeline.kafka_sources WHERE name = 'ev
 SELECT pipeline.resume_kafka_source('ev');
 SELECT pipeline.alter_kafka_source('ev', '{"batch_size": 20000, "on_error": "skip"}');
 SELECT name, enabled, paused_reason, batch_size, on_error FROM pipeline.kafka_sources WHERE name = 'ev';
+SELECT pipeline.alter_kafka_source('ev', '{"max_error_rate": 0.01}');
+SELECT max_error_rate FROM pipeline.kafka_sources WHERE name = 'ev';
+SELECT pipeline.alter_kafka_source('ev', '{"max_error_rate": 5}');
+SELECT pipeline.alter_kafka_source('ev', '{"max_error_rate": "1 %"}');
 SELECT pipeline.alter_kafka_source('ev', '{"format": "csv"}');
 SELECT pipeline.reset_kafka_source('ev', '{"0": 42, "1": 7}');
 SELECT partition, next_offset FROM pipeline.kafka_offsets o JOIN pipeline.kafka_sources s ON s.id = o.source_id

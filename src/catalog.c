@@ -84,7 +84,8 @@ PipelineLoadKafkaSource(int64 source_id)
 	if (SPI_execute_with_args("SELECT name, owner::oid, brokers, topic, target::oid, format, "
 							  "columns, paths, key_column, partition_column, offset_column, "
 							  "timestamp_column, start_position, batch_size, "
-							  "max_batch_latency_ms, parallelism, on_error, enabled "
+							  "max_batch_latency_ms, parallelism, on_error, enabled, "
+							  "COALESCE(max_error_rate, -1) "
 							  "FROM pipeline.kafka_sources WHERE id OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read pipeline.kafka_sources");
@@ -114,6 +115,7 @@ PipelineLoadKafkaSource(int64 source_id)
 	def->parallelism = DatumGetInt32(GetDatum(tup, desc, 16, &isnull));
 	def->on_error = TextOrNull(tup, desc, 17);
 	def->enabled = DatumGetBool(GetDatum(tup, desc, 18, &isnull));
+	def->max_error_rate = DatumGetFloat8(GetDatum(tup, desc, 19, &isnull));
 	MemoryContextSwitchTo(spi);
 
 	if (SPI_execute_with_args("SELECT name, value FROM pipeline.kafka_source_properties "

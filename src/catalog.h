@@ -34,6 +34,7 @@ typedef struct KafkaSourceDef
 	int			max_batch_latency_ms;
 	int			parallelism;
 	char	   *on_error;
+	double		max_error_rate; /* negative if unlimited */
 	bool		enabled;
 	List	   *property_names;
 	List	   *property_values;

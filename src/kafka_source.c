@@ -769,6 +769,27 @@ StoreBatch(void)
 	}
 }
 
+/*
+ * After a committed batch: pause the source if too large a share of it was
+ * bad.  Its good rows and dead letters are kept; the rest waits for a human.
+ */
+static void
+CheckErrorRate(void)
+{
+	int			bad = list_length(bad_messages);
+	char	   *reason;
+
+	if (source->max_error_rate < 0 || batch_count == 0 ||
+		(double) bad / batch_count <= source->max_error_rate)
+		return;
+	reason = psprintf("paused: %d of %d messages in a batch were bad (%.1f %%), more than max_error_rate %.1f %%; "
+					  "see pipeline.kafka_dead_letters, then resume the source",
+					  bad, batch_count, 100.0 * bad / batch_count, 100.0 * source->max_error_rate);
+	ereport(LOG, (errmsg("kafka source \"%s\" %s", source->name, reason)));
+	PipelineRecordSourceError(source->id, reason, true);
+	proc_exit(0);
+}
+
 /* Messages and bytes per second over the last minute, for kafka_status */
 static void
 PublishStats(void)
@@ -901,6 +922,7 @@ PipelineKafkaSourceMain(Datum main_arg)
 			PG_END_TRY();
 			stats.messages += batch_count;
 			PublishStats();
+			CheckErrorRate();
 		}
 		MemoryContextReset(batch_context);
 	}
