@@ -253,6 +253,16 @@ PipelineAdvanceKafkaOffsets(KafkaSourceDef *source, int n, const int32 *partitio
 				 errhint("The batch is read again from the committed offsets.")));
 }
 
+static Datum
+ByteaDatum(const char *data, int len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), data, len);
+	return PointerGetDatum(b);
+}
+
 void
 PipelineInsertDeadLetter(KafkaSourceDef *source, int32 partition, int64 offset,
 						 const char *key, int key_len, const char *payload, int payload_len,
@@ -267,23 +277,11 @@ PipelineInsertDeadLetter(KafkaSourceDef *source, int32 partition, int64 offset,
 	args[2] = Int32GetDatum(partition);
 	args[3] = Int64GetDatum(offset);
 	if (key)
-	{
-		bytea	   *b = palloc(VARHDRSZ + key_len);
-
-		SET_VARSIZE(b, VARHDRSZ + key_len);
-		memcpy(VARDATA(b), key, key_len);
-		args[4] = PointerGetDatum(b);
-	}
+		args[4] = ByteaDatum(key, key_len);
 	else
 		nulls[4] = 'n';
 	if (payload)
-	{
-		bytea	   *b = palloc(VARHDRSZ + payload_len);
-
-		SET_VARSIZE(b, VARHDRSZ + payload_len);
-		memcpy(VARDATA(b), payload, payload_len);
-		args[5] = PointerGetDatum(b);
-	}
+		args[5] = ByteaDatum(payload, payload_len);
 	else
 		nulls[5] = 'n';
 	args[6] = CStringGetTextDatum(error);

@@ -5,12 +5,16 @@
  *
  * All parameters live here so that the reserved prefix is marked once,
  * after the last definition: a misspelt pg_pipeline.* setting is then an
- * error instead of a silently ignored placeholder.
+ * error instead of a silently ignored placeholder.  Workers reload them
+ * through PipelineProcessInterrupts().
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+#include "postmaster/interrupt.h"
+#include "storage/sinval.h"
 #include "utils/guc.h"
 
 #include "guc.h"
@@ -55,4 +59,22 @@ PipelineGucInit(void)
 							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pg_pipeline");
+}
+
+/*
+ * What every pg_pipeline worker does when it wakes: honour interrupts, keep
+ * up with invalidation messages even while idle, and reload the configuration
+ * after SIGHUP.  Returns whether the configuration was reloaded.
+ */
+bool
+PipelineProcessInterrupts(void)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (catchupInterruptPending)
+		ProcessCatchupInterrupt();
+	if (!ConfigReloadPending)
+		return false;
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	return true;
 }

@@ -13,5 +13,6 @@ extern bool pg_pipeline_source_synchronous_commit;
 extern int	pg_pipeline_restart_backoff_max;
 
 extern void PipelineGucInit(void);
+extern bool PipelineProcessInterrupts(void);
 
 #endif							/* PG_PIPELINE_GUC_H */

@@ -229,14 +229,7 @@ WaitForWork(long timeout_ms)
 	while (read(wake_pipe[0], drain, sizeof(drain)) > 0)
 		;
 	ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-	if (catchupInterruptPending)
-		ProcessCatchupInterrupt();
-	if (ConfigReloadPending)
-	{
-		ConfigReloadPending = false;
-		ProcessConfigFile(PGC_SIGHUP);
-	}
+	(void) PipelineProcessInterrupts();
 }
 
 /* Report a librdkafka error noticed by a callback, once */
@@ -283,26 +276,32 @@ DiscoverPartitionCount(void)
 	}
 }
 
+/* First (earliest) or next (latest) offset of a partition, asked of the broker */
+static int64
+QueryWatermark(int32 partition, bool earliest)
+{
+	int64		low,
+				high;
+	rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(consumer, source->topic, partition,
+															   &low, &high, METADATA_TIMEOUT_MS);
+
+	if (err)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not read the offsets of partition %d of topic \"%s\": %s",
+						partition, source->topic, rd_kafka_err2str(err))));
+	return earliest ? low : high;
+}
+
 /* Offset to start a partition at that has no committed offset yet */
 static int64
 ResolveStartOffset(int32 partition)
 {
-	int64		low,
-				high;
 	rd_kafka_resp_err_t err;
 
 	if (strcmp(source->start_position, "earliest") == 0 ||
 		strcmp(source->start_position, "latest") == 0)
-	{
-		err = rd_kafka_query_watermark_offsets(consumer, source->topic, partition,
-											   &low, &high, METADATA_TIMEOUT_MS);
-		if (err)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not read the offsets of partition %d of topic \"%s\": %s",
-							partition, source->topic, rd_kafka_err2str(err))));
-		return strcmp(source->start_position, "earliest") == 0 ? low : high;
-	}
+		return QueryWatermark(partition, strcmp(source->start_position, "earliest") == 0);
 	else
 	{
 		TimestampTz ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
@@ -324,19 +323,8 @@ ResolveStartOffset(int32 partition)
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("could not find the offset at %s in partition %d of topic \"%s\": %s",
 							source->start_position, partition, source->topic, rd_kafka_err2str(err))));
-		if (offset < 0)
-		{
-			/* no message that late yet: start at the end */
-			err = rd_kafka_query_watermark_offsets(consumer, source->topic, partition,
-												   &low, &high, METADATA_TIMEOUT_MS);
-			if (err)
-				ereport(ERROR,
-						(errcode(ERRCODE_CONNECTION_FAILURE),
-						 errmsg("could not read the offsets of partition %d of topic \"%s\": %s",
-								partition, source->topic, rd_kafka_err2str(err))));
-			offset = high;
-		}
-		return offset;
+		/* no message that late yet: start at the end */
+		return offset < 0 ? QueryWatermark(partition, false) : offset;
 	}
 }
 

@@ -404,15 +404,8 @@ PipelineLauncherMain(Datum main_arg)
 	{
 		long		timeout;
 
-		CHECK_FOR_INTERRUPTS();
-		/* an idle process must still keep up with invalidation messages */
-		if (catchupInterruptPending)
-			ProcessCatchupInterrupt();
-
-		if (ConfigReloadPending)
+		if (PipelineProcessInterrupts())
 		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
 			if (pg_pipeline_enabled && !was_enabled)
 				PipelineRequestDatabaseCheck(InvalidOid);
 			was_enabled = pg_pipeline_enabled;

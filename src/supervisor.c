@@ -315,16 +315,7 @@ PipelineSupervisorMain(Datum main_arg)
 						 (timeout >= 0 ? WL_TIMEOUT : 0),
 						 timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		/* an idle process must still keep up with invalidation messages */
-		if (catchupInterruptPending)
-			ProcessCatchupInterrupt();
-
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		(void) PipelineProcessInterrupts();
 
 		if (!ExtensionInstalled())
 		{
