@@ -27,6 +27,7 @@
 #include "kafka_decode.h"
 
 #define MAX_PATH_DEPTH 16
+#define MAX_JSON_NESTING 1000
 
 typedef struct ColumnPath
 {
@@ -61,6 +62,7 @@ typedef struct JsonWalk
 	KafkaDecoder *decoder;
 	JsonLexContext *lex;
 	int			depth;			/* 1 inside the top-level object */
+	int			array_depth;	/* open arrays: paths never cross them */
 	char	   *names[MAX_PATH_DEPTH + 1];	/* field name at each depth */
 	int			pending_column; /* column whose value starts next, or -1 */
 	int			capture_column; /* column whose object/array is open, or -1 */
@@ -151,7 +153,8 @@ WalkObjectFieldStart(void *state, char *fname, bool isnull)
 {
 	JsonWalk   *walk = (JsonWalk *) state;
 
-	if (walk->depth <= MAX_PATH_DEPTH)
+	/* names[1..depth] are all set only when no array is open */
+	if (walk->depth <= MAX_PATH_DEPTH && walk->array_depth == 0)
 	{
 		walk->names[walk->depth] = fname;
 		walk->pending_column = MatchingColumn(walk);
@@ -193,6 +196,20 @@ WalkStructEnd(void *state)
 		value->scalar = NULL;
 		walk->capture_column = -1;
 	}
+}
+
+static void
+WalkArrayStart(void *state)
+{
+	WalkStructStart(state);
+	((JsonWalk *) state)->array_depth++;
+}
+
+static void
+WalkArrayEnd(void *state)
+{
+	((JsonWalk *) state)->array_depth--;
+	WalkStructEnd(state);
 }
 
 static void
@@ -366,8 +383,8 @@ DecodeJsonFields(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out,
 	sem.semstate = &walk;
 	sem.object_start = WalkStructStart;
 	sem.object_end = WalkStructEnd;
-	sem.array_start = WalkStructStart;
-	sem.array_end = WalkStructEnd;
+	sem.array_start = WalkArrayStart;
+	sem.array_end = WalkArrayEnd;
 	sem.object_field_start = WalkObjectFieldStart;
 	sem.array_element_start = WalkArrayElementStart;
 	sem.scalar = WalkScalar;
@@ -399,6 +416,65 @@ DecodeJsonFields(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out,
 }
 
 /*
+ * True if JSON text nests deeper than MAX_JSON_NESTING.  The parser recurses
+ * per level and would fail the whole batch on its stack check, so such a
+ * message is refused before parsing.  Brackets inside strings do not count.
+ */
+static bool
+JsonTooDeep(const char *s, int len)
+{
+	int			depth = 0;
+	bool		in_string = false;
+
+	for (int i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (c == '{' || c == '[')
+		{
+			if (++depth > MAX_JSON_NESTING)
+				return true;
+		}
+		else if (c == '}' || c == ']')
+			depth--;
+	}
+	return false;
+}
+
+/*
+ * A CSV message must be exactly one record: COPY would otherwise read an
+ * unquoted line break as a second row, an open quote as running into the
+ * next message, and a lone \. as the end of the data.
+ */
+static const char *
+CsvRecordProblem(const char *s, int len)
+{
+	bool		in_quotes = false;
+
+	if (len == 2 && s[0] == '\\' && s[1] == '.')
+		return "CSV message is the end-of-data marker \\.";
+	for (int i = 0; i < len; i++)
+	{
+		if (s[i] == '"')
+			in_quotes = !in_quotes;
+		else if (!in_quotes && (s[i] == '\n' || s[i] == '\r'))
+			return "CSV message holds more than one record";
+		else if (s[i] == '\0')
+			return "CSV message contains a zero byte";
+	}
+	return in_quotes ? "CSV message ends inside a quoted field" : NULL;
+}
+
+/*
  * Append the COPY line for a message to out; returns false with a reason
  * (and out unchanged) if the message cannot be stored.
  */
@@ -422,6 +498,13 @@ KafkaDecode(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out, char
 		!pg_verify_mbstr(GetDatabaseEncoding(), msg->key, msg->key_len, true))
 	{
 		*error = psprintf("message key is not valid %s", GetDatabaseEncodingName());
+		return false;
+	}
+
+	if ((decoder->format == KAFKA_FORMAT_JSON || decoder->format == KAFKA_FORMAT_JSONB) &&
+		JsonTooDeep(msg->payload, len))
+	{
+		*error = psprintf("JSON message nests deeper than %d levels", MAX_JSON_NESTING);
 		return false;
 	}
 
@@ -456,10 +539,14 @@ KafkaDecode(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out, char
 			/* one record per message: a trailing line break is not a field */
 			while (len > 0 && (msg->payload[len - 1] == '\n' || msg->payload[len - 1] == '\r'))
 				len--;
-			if (memchr(msg->payload, '\0', len) != NULL)
 			{
-				*error = pstrdup("CSV message contains a zero byte");
-				return false;
+				const char *problem = CsvRecordProblem(msg->payload, len);
+
+				if (problem)
+				{
+					*error = pstrdup(problem);
+					return false;
+				}
 			}
 			appendBinaryStringInfo(out, msg->payload, len);
 			break;

@@ -41,6 +41,7 @@
 #include "catalog/pg_type.h"
 #include "commands/copy.h"
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_node.h"
@@ -412,8 +413,11 @@ PrepareDecoder(void)
 	if (source->timestamp_column)
 		copy_columns = lappend(copy_columns, makeString(source->timestamp_column));
 
+	/* the lines are in the database encoding, whatever the owner's client_encoding */
+	copy_options = list_make1(makeDefElem("encoding",
+										  (Node *) makeString(pstrdup(GetDatabaseEncodingName())), -1));
 	if (strcmp(source->format, "csv") == 0)
-		copy_options = list_make1(makeDefElem("format", (Node *) makeString("csv"), -1));
+		copy_options = lappend(copy_options, makeDefElem("format", (Node *) makeString("csv"), -1));
 
 	decoder = KafkaDecoderCreate(KafkaFormatFromName(source->format), source->ncolumns,
 								 source->paths, key_kind, source->partition_column != NULL,
@@ -475,6 +479,20 @@ HandleMessageError(rd_kafka_message_t *rkm)
 	{
 		char	   *message = psprintf("offset " INT64_FORMAT " of partition %d is out of range (deleted by retention?): %s; "
 									   "the source is paused: move it with pipeline.reset_kafka_source, then resume it",
+									   offset, partition, reason);
+
+		ereport(LOG, (errmsg("kafka source \"%s\": %s", source->name, message)));
+		PipelineRecordSourceError(source->id, message, true);
+		proc_exit(0);
+	}
+	/*
+	 * An error at a known offset (corrupt or undecodable message set) would
+	 * be stepped over by the next message: stop instead of skipping it.
+	 */
+	if (offset >= 0 && FindPartition(partition) != NULL)
+	{
+		char	   *message = psprintf("cannot read offset " INT64_FORMAT " of partition %d: %s; "
+									   "the source is paused: skip it with pipeline.reset_kafka_source, then resume it",
 									   offset, partition, reason);
 
 		ereport(LOG, (errmsg("kafka source \"%s\": %s", source->name, message)));
@@ -573,9 +591,13 @@ CopyMessages(Relation rel, int first, int last)
 static bool
 IsMessageError(int sqlerrcode)
 {
-	/* data exceptions and integrity violations are the message's fault */
+	/*
+	 * Data exceptions, integrity violations and limits a row exceeds (an
+	 * index entry too large) are the message's fault.
+	 */
 	return ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
-		ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION;
+		ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION ||
+		ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
 }
 
 /*

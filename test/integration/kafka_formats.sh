@@ -6,13 +6,13 @@ cd "$(dirname "$0")/../.."
 . test/lib/pg.sh
 . test/lib/broker.sh
 
-plan 16
+plan 18
 db=kafka_formats
 
 q "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
 q "CREATE DATABASE $db"
 q $db "CREATE EXTENSION pg_pipeline"
-broker_start -n 1 js:3 cs:2 raw:1 txt:1
+broker_start -n 1 js:3 cs:2 raw:1 txt:1 nest:1
 
 # --- JSON with 1 % malformed messages: 50 invalid JSON, 25 bad types, 25 CHECK violations
 q $db "CREATE TABLE orders (id integer NOT NULL, customer text, amount numeric CHECK (amount >= 0),
@@ -51,17 +51,34 @@ is "$(q $db "SELECT count(*) FROM orders WHERE k = 'k' || id AND city = 'Lyon' A
              AND ts > now() - interval '1 hour' AND p BETWEEN 0 AND 2")" 9900 \
 	"nested paths, key, partition, offset and timestamp columns are filled"
 
+# --- hostile JSON: arrays on a mapped path, deep nesting; none may crash a worker
+q $db "CREATE TABLE nested (uid integer, city text)"
+q $db "SELECT pipeline.create_kafka_source('nested', '$BROKER_BOOTSTRAP', 'nest', 'nested', 'json',
+        '{\"columns\": {\"uid\": \"user.id\", \"city\": \"user.address.city\"}, \"max_batch_latency_ms\": 50}')" >/dev/null
+deep=$(printf '%.0s[' $(seq 5000))
+printf '%s\n' '[{"user": 1}]' '{"x": {"y": 1}, "a": [{"user": {"id": 5}}]}' "$deep" \
+	'{"user": {"id": 7, "address": {"city": "Oslo"}}}' | kcat -b "$BROKER_BOOTSTRAP" -P -t nest
+wait_for_sql 30 $db "SELECT count(*) >= 2 FROM nested"
+is "$(q $db "SELECT string_agg(coalesce(uid::text, '-') || '/' || coalesce(city, '-'), ' ' ORDER BY uid NULLS FIRST) FROM nested")" \
+	"-/- 7/Oslo" "paths never match inside arrays, nested paths still do"
+is "$(q $db "SELECT string_agg(error, ' / ' ORDER BY \"offset\") FROM pipeline.kafka_dead_letters WHERE source_name = 'nested'")" \
+	"JSON message is not an object / JSON message nests deeper than 1000 levels" \
+	"a top-level array and a message nested 5000 levels deep are dead letters, not crashes"
+
 # --- CSV by position, with a bad row
 q $db "CREATE TABLE sales (store integer, amount numeric, note text, sold_at timestamptz)"
 q $db "SELECT pipeline.create_kafka_source('sales', '$BROKER_BOOTSTRAP', 'cs', 'sales', 'csv',
         '{\"columns\": [\"store\", \"amount\", \"note\"], \"timestamp_column\": \"sold_at\", \"max_batch_latency_ms\": 50}')" >/dev/null
-printf '%s\n' '1,10.5,plain' '2,20,"quoted, with comma"' '3,oops,bad amount' '4,40,"say ""hi"""' '5,50,' |
-	kcat -b "$BROKER_BOOTSTRAP" -P -t cs
-wait_for_sql 30 $db "SELECT count(*) >= 4 FROM sales"
+printf '%s\036' '1,10.5,plain' '2,20,"quoted, with comma"' '3,oops,bad amount' '4,40,"say ""hi"""' '5,50,' \
+	'\.' '6,60,"unterminated' '7,70,"two lines
+8,80,ok"' '9,90,last' | kcat -b "$BROKER_BOOTSTRAP" -P -t cs -D '\x1e'
+wait_for_sql 30 $db "SELECT count(*) >= 6 FROM sales"
 is "$(q $db "SELECT string_agg(store || '|' || amount || '|' || coalesce(note, 'NULL'), ';' ORDER BY store) FROM sales")" \
-	'1|10.5|plain;2|20|quoted, with comma;4|40|say "hi";5|50|NULL' "CSV records land field by field, quotes and empty fields included"
-wait_for_sql 10 $db "SELECT count(*) = 1 FROM pipeline.kafka_dead_letters WHERE source_name = 'sales'"
-ok $? "the bad CSV record is a dead letter"
+	'1|10.5|plain;2|20|quoted, with comma;4|40|say "hi";5|50|NULL;7|70|two lines
+8,80,ok;9|90|last' "CSV records land field by field: quotes, empty fields and quoted line breaks"
+is "$(q $db "SELECT string_agg(error, ' / ' ORDER BY \"offset\") FROM pipeline.kafka_dead_letters WHERE source_name = 'sales'")" \
+	'invalid input syntax for type numeric: "oops" (COPY sales, line 1, column amount: "oops") / CSV message is the end-of-data marker \. / CSV message ends inside a quoted field' \
+	"a bad value, the end-of-data marker and an open quote are dead letters, and stop nothing"
 
 # --- whole messages: jsonb validates, text takes anything in the database encoding
 q $db "CREATE TABLE raw_events (body jsonb)"
@@ -77,7 +94,12 @@ wait_for_sql 30 $db "SELECT count(*) >= 2 FROM lines"
 is "$(q $db "SELECT count(*) FROM lines WHERE line IN ('GET /index.html 200', E'tab\tand \\\\backslash')")" 2 \
 	"text keeps lines byte for byte, tabs and backslashes included"
 
-# --- on_error = skip drops bad messages without a trace; stop pauses the source
+# each source takes a background worker slot: free them
+for source in orders nested sales raw txt; do
+	q $db "SELECT pipeline.drop_kafka_source('$source')" >/dev/null
+done
+
+# --- on_error = stop pauses the source at the first bad message
 q $db "CREATE TABLE strict_orders (id integer)"
 q $db "SELECT pipeline.create_kafka_source('strict', '$BROKER_BOOTSTRAP', 'js', 'strict_orders', 'json',
         '{\"on_error\": \"stop\", \"batch_size\": 100000, \"max_batch_latency_ms\": 200}')" >/dev/null
