@@ -334,6 +334,7 @@ static void
 AssignPartitions(void)
 {
 	int			count = DiscoverPartitionCount();
+	bool		started = false;
 	rd_kafka_topic_partition_list_t *list;
 	rd_kafka_resp_err_t err;
 
@@ -354,9 +355,25 @@ AssignPartitions(void)
 	{
 		PartitionState *ps = &partitions[i];
 
+		ps->committed = -1;
 		if (PipelineLoadKafkaOffset(source->id, ps->partition, &ps->committed))
+			started = true;
+	}
+	for (int i = 0; i < npartitions; i++)
+	{
+		PartitionState *ps = &partitions[i];
+
+		if (ps->committed >= 0)
 			continue;
-		PipelineInitKafkaOffset(source->id, ps->partition, ResolveStartOffset(ps->partition));
+
+		/*
+		 * The start position applies to a new source.  A partition added to
+		 * the topic later is read from its beginning, or its first messages
+		 * would be skipped.
+		 */
+		PipelineInitKafkaOffset(source->id, ps->partition,
+								started ? QueryWatermark(ps->partition, true) :
+								ResolveStartOffset(ps->partition));
 		if (!PipelineLoadKafkaOffset(source->id, ps->partition, &ps->committed))
 			elog(ERROR, "offset of partition %d vanished", ps->partition);
 	}
