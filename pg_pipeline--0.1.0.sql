@@ -89,6 +89,7 @@ CREATE TABLE pipeline.kafka_sources (
     enabled boolean NOT NULL DEFAULT true,
     generation bigint NOT NULL DEFAULT 1,
     paused_reason text,
+    failed_batches integer NOT NULL DEFAULT 0,
     last_error text,
     last_error_at timestamptz,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -569,7 +570,8 @@ DECLARE
     source bigint := pipeline.kafka_source_id(name);
 BEGIN
     UPDATE pipeline.kafka_sources s
-       SET enabled = true, paused_reason = NULL, generation = s.generation OPERATOR(pg_catalog.+) 1
+       SET enabled = true, paused_reason = NULL, failed_batches = 0,
+           generation = s.generation OPERATOR(pg_catalog.+) 1
      WHERE s.id OPERATOR(pg_catalog.=) source;
 END
 $$;

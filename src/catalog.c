@@ -300,27 +300,52 @@ PipelineInsertDeadLetter(KafkaSourceDef *source, int32 partition, int64 offset,
 /*
  * Record the last error of a source for pipeline.kafka_status, in a
  * transaction of its own (the failed one is gone); pause stops the source.
+ * A failed batch also counts towards PIPELINE_MAX_FAILED_BATCHES in a row,
+ * after which the source is paused: an error that is not the message's
+ * fault but never goes away must reach a human, not loop forever.
  */
 void
-PipelineRecordSourceError(int64 source_id, const char *error, bool pause)
+PipelineRecordSourceError(int64 source_id, const char *error, bool pause, bool failed_batch)
 {
-	Oid			argtypes[3] = {INT8OID, TEXTOID, BOOLOID};
-	Datum		args[3] = {Int64GetDatum(source_id), CStringGetTextDatum(error), BoolGetDatum(pause)};
+	Oid			argtypes[5] = {INT8OID, TEXTOID, BOOLOID, BOOLOID, INT4OID};
+	Datum		args[5] = {Int64GetDatum(source_id), CStringGetTextDatum(error),
+		BoolGetDatum(pause), BoolGetDatum(failed_batch),
+	Int32GetDatum(PIPELINE_MAX_FAILED_BATCHES)};
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_execute_with_args("UPDATE pipeline.kafka_sources SET last_error = $2, "
-							  "last_error_at = pg_catalog.now(), "
-							  "enabled = enabled AND NOT $3, "
-							  "paused_reason = CASE WHEN $3 THEN $2 ELSE paused_reason END "
-							  "WHERE id OPERATOR(pg_catalog.=) $1",
-							  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_with_args("WITH counted AS ("
+							  " SELECT id, failed_batches OPERATOR(pg_catalog.+) $4::int AS failed,"
+							  " $3 OR failed_batches OPERATOR(pg_catalog.+) $4::int OPERATOR(pg_catalog.>=) $5 AS stop"
+							  " FROM pipeline.kafka_sources WHERE id OPERATOR(pg_catalog.=) $1) "
+							  "UPDATE pipeline.kafka_sources s SET last_error = $2, "
+							  "last_error_at = pg_catalog.now(), failed_batches = c.failed, "
+							  "enabled = s.enabled AND NOT c.stop, "
+							  "paused_reason = CASE WHEN $3 THEN $2 "
+							  " WHEN c.stop THEN pg_catalog.format('paused after %s failed batches in a row: %s', c.failed, $2) "
+							  " ELSE s.paused_reason END "
+							  "FROM counted c WHERE s.id OPERATOR(pg_catalog.=) c.id",
+							  5, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not write pipeline.kafka_sources");
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+}
+
+/* A batch went through: the count of failed batches in a row starts again */
+void
+PipelineResetSourceFailures(int64 source_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(source_id)};
+
+	if (SPI_execute_with_args("UPDATE pipeline.kafka_sources SET failed_batches = 0 "
+							  "WHERE id OPERATOR(pg_catalog.=) $1 "
+							  "AND failed_batches OPERATOR(pg_catalog.<>) 0",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not write pipeline.kafka_sources");
 }
 
 /* Type of a column of a relation, InvalidOid if there is no such column */

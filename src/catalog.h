@@ -60,7 +60,12 @@ extern void PipelineInsertDeadLetter(KafkaSourceDef *source, int32 partition, in
 									 const char *key, int key_len,
 									 const char *payload, int payload_len,
 									 const char *error, const char *sqlstate);
-extern void PipelineRecordSourceError(int64 source_id, const char *error, bool pause);
+/* failed batches in a row after which a source is paused */
+#define PIPELINE_MAX_FAILED_BATCHES 10
+
+extern void PipelineRecordSourceError(int64 source_id, const char *error, bool pause,
+									  bool failed_batch);
+extern void PipelineResetSourceFailures(int64 source_id);
 extern Oid	PipelineColumnType(Oid relid, const char *column);
 
 #endif							/* PG_PIPELINE_CATALOG_H */

@@ -121,6 +121,7 @@ static char kafka_error[512];
 static bool kafka_error_fatal;
 
 static PipelineWorkerStats stats;
+static bool failures_reset = false;	/* failed_batches cleared since start */
 static uint64 rate_messages[RATE_WINDOW_SECONDS];
 static uint64 rate_bytes[RATE_WINDOW_SECONDS];
 static int64 rate_second[RATE_WINDOW_SECONDS];
@@ -241,7 +242,7 @@ ReportKafkaError(void)
 		return;
 	ereport(LOG,
 			(errmsg("kafka source \"%s\": %s", source->name, kafka_error)));
-	PipelineRecordSourceError(source->id, kafka_error, false);
+	PipelineRecordSourceError(source->id, kafka_error, false, false);
 	if (kafka_error_fatal)
 		proc_exit(1);
 	kafka_error[0] = '\0';
@@ -499,7 +500,7 @@ HandleMessageError(rd_kafka_message_t *rkm)
 									   offset, partition, reason);
 
 		ereport(LOG, (errmsg("kafka source \"%s\": %s", source->name, message)));
-		PipelineRecordSourceError(source->id, message, true);
+		PipelineRecordSourceError(source->id, message, true, false);
 		proc_exit(0);
 	}
 	/*
@@ -513,7 +514,7 @@ HandleMessageError(rd_kafka_message_t *rkm)
 									   offset, partition, reason);
 
 		ereport(LOG, (errmsg("kafka source \"%s\": %s", source->name, message)));
-		PipelineRecordSourceError(source->id, message, true);
+		PipelineRecordSourceError(source->id, message, true, false);
 		proc_exit(0);
 	}
 	snprintf(kafka_error, sizeof(kafka_error), "partition %d: %s", partition, reason);
@@ -783,6 +784,8 @@ StoreBatch(void)
 		}
 		PipelineAdvanceKafkaOffsets(source, n, parts, expected, next, high);
 	}
+	if (!failures_reset)
+		PipelineResetSourceFailures(source->id);
 
 	SPI_finish();
 	PopActiveSnapshot();
@@ -794,6 +797,7 @@ StoreBatch(void)
 			partitions[i].committed = partitions[i].batch_next;
 		partitions[i].in_batch = false;
 	}
+	failures_reset = true;
 }
 
 /*
@@ -813,7 +817,7 @@ CheckErrorRate(void)
 					  "see pipeline.kafka_dead_letters, then resume the source",
 					  bad, batch_count, 100.0 * bad / batch_count, 100.0 * source->max_error_rate);
 	ereport(LOG, (errmsg("kafka source \"%s\" %s", source->name, reason)));
-	PipelineRecordSourceError(source->id, reason, true);
+	PipelineRecordSourceError(source->id, reason, true, false);
 	proc_exit(0);
 }
 
@@ -900,7 +904,7 @@ PipelineKafkaSourceMain(Datum main_arg)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
-		PipelineRecordSourceError(source->id, edata->message, false);
+		PipelineRecordSourceError(source->id, edata->message, false, false);
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
@@ -943,7 +947,7 @@ PipelineKafkaSourceMain(Datum main_arg)
 				/* a bad message under on_error = stop pauses the source */
 				pause = edata->sqlerrcode == ERRCODE_DATA_EXCEPTION &&
 					strcmp(source->on_error, "stop") == 0;
-				PipelineRecordSourceError(source->id, edata->message, pause);
+				PipelineRecordSourceError(source->id, edata->message, pause, true);
 				ReThrowError(edata);
 			}
 			PG_END_TRY();

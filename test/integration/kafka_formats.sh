@@ -71,7 +71,7 @@ q $db "SELECT pipeline.create_kafka_source('sales', '$BROKER_BOOTSTRAP', 'cs', '
         '{\"columns\": [\"store\", \"amount\", \"note\"], \"timestamp_column\": \"sold_at\", \"max_batch_latency_ms\": 50}')" >/dev/null
 printf '%s\036' '1,10.5,plain' '2,20,"quoted, with comma"' '3,oops,bad amount' '4,40,"say ""hi"""' '5,50,' \
 	'\.' '6,60,"unterminated' '7,70,"two lines
-8,80,ok"' '9,90,last' | kcat -b "$BROKER_BOOTSTRAP" -P -t cs -D '\x1e'
+8,80,ok"' '9,90,last' | kcat -b "$BROKER_BOOTSTRAP" -P -t cs -p 0 -D '\x1e'
 wait_for_sql 30 $db "SELECT count(*) >= 6 FROM sales"
 is "$(q $db "SELECT string_agg(store || '|' || amount || '|' || coalesce(note, 'NULL'), ';' ORDER BY store) FROM sales")" \
 	'1|10.5|plain;2|20|quoted, with comma;4|40|say "hi";5|50|NULL;7|70|two lines
