@@ -86,6 +86,7 @@ CREATE TABLE pipeline.kafka_sources (
     parallelism integer NOT NULL DEFAULT 1,
     on_error text NOT NULL DEFAULT 'dead_letter',
     max_error_rate double precision,
+    partitions integer[],
     enabled boolean NOT NULL DEFAULT true,
     generation bigint NOT NULL DEFAULT 1,
     paused_reason text,
@@ -306,6 +307,14 @@ BEGIN
             MESSAGE = pg_catalog.format('invalid max_error_rate %s', settings->'max_error_rate'),
             HINT = 'Use the largest share of bad messages per batch to accept, between 0 and 1 (0.01 is 1 %).';
     END IF;
+    IF settings ? 'partitions' AND (pg_catalog.jsonb_typeof(settings->'partitions') OPERATOR(pg_catalog.<>) 'array'
+       OR pg_catalog.jsonb_array_length(settings->'partitions') OPERATOR(pg_catalog.=) 0
+       OR EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(settings->'partitions') e
+                   WHERE NOT (e #>> '{}') ~ '^[0-9]{1,6}$')) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid partitions %s', settings->'partitions'),
+            HINT = 'List the partition numbers this source reads, for example [0, 1]; leave the option out to read them all.';
+    END IF;
     IF settings ? 'on_error' AND NOT (settings->>'on_error') OPERATOR(pg_catalog.=) ANY (ARRAY['dead_letter', 'skip', 'stop']) THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format('invalid on_error %s', settings->'on_error'),
@@ -366,7 +375,8 @@ BEGIN
     END IF;
     PERFORM pipeline.check_kafka_settings(options, ARRAY['columns', 'payload_column', 'key_column',
         'partition_column', 'offset_column', 'timestamp_column', 'start', 'batch_size',
-        'max_batch_latency_ms', 'parallelism', 'on_error', 'max_error_rate', 'kafka_properties']);
+        'max_batch_latency_ms', 'parallelism', 'on_error', 'max_error_rate', 'partitions',
+        'kafka_properties']);
 
     IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) target)
        NOT IN ('r', 'p') THEN
@@ -498,7 +508,7 @@ BEGIN
     BEGIN
         INSERT INTO pipeline.kafka_sources (name, brokers, topic, target, format, columns, paths,
             key_column, partition_column, offset_column, timestamp_column, start_position,
-            batch_size, max_batch_latency_ms, parallelism, on_error, max_error_rate)
+            batch_size, max_batch_latency_ms, parallelism, on_error, max_error_rate, partitions)
         VALUES (name, brokers, topic, target, format, data_columns, data_paths,
             options->>'key_column', options->>'partition_column', options->>'offset_column',
             options->>'timestamp_column',
@@ -507,7 +517,9 @@ BEGIN
             COALESCE((options->>'max_batch_latency_ms')::int, 200),
             COALESCE((options->>'parallelism')::int, 1),
             COALESCE(options->>'on_error', 'dead_letter'),
-            (options->>'max_error_rate')::float8)
+            (options->>'max_error_rate')::float8,
+            (SELECT pg_catalog.array_agg(DISTINCT (e #>> '{}')::int)
+               FROM pg_catalog.jsonb_array_elements(options->'partitions') e))
         RETURNING id INTO new_id;
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
@@ -589,7 +601,7 @@ DECLARE
     source bigint := pipeline.kafka_source_id(name);
 BEGIN
     PERFORM pipeline.check_kafka_settings(options,
-        ARRAY['batch_size', 'max_batch_latency_ms', 'parallelism', 'on_error', 'max_error_rate']);
+        ARRAY['batch_size', 'max_batch_latency_ms', 'parallelism', 'on_error', 'max_error_rate', 'partitions']);
     UPDATE pipeline.kafka_sources s
        SET batch_size = COALESCE((options->>'batch_size')::int, s.batch_size),
            max_batch_latency_ms = COALESCE((options->>'max_batch_latency_ms')::int, s.max_batch_latency_ms),
@@ -597,12 +609,16 @@ BEGIN
            on_error = COALESCE(options->>'on_error', s.on_error),
            max_error_rate = CASE WHEN options ? 'max_error_rate'
                                  THEN (options->>'max_error_rate')::float8 ELSE s.max_error_rate END,
+           partitions = CASE WHEN options ? 'partitions'
+                             THEN (SELECT pg_catalog.array_agg(DISTINCT (e #>> '{}')::int)
+                                     FROM pg_catalog.jsonb_array_elements(options->'partitions') e)
+                             ELSE s.partitions END,
            generation = s.generation OPERATOR(pg_catalog.+) 1
      WHERE s.id OPERATOR(pg_catalog.=) source;
 END
 $$;
 COMMENT ON FUNCTION pipeline.alter_kafka_source(text, jsonb) IS
-    'changes batch_size, max_batch_latency_ms, parallelism, on_error or max_error_rate of a Kafka source; workers restart from the committed offsets';
+    'changes batch_size, max_batch_latency_ms, parallelism, on_error, max_error_rate or partitions of a Kafka source; workers restart from the committed offsets';
 REVOKE ALL ON FUNCTION pipeline.alter_kafka_source(text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline.alter_kafka_source(text, jsonb) TO PUBLIC;
 

@@ -82,6 +82,10 @@ SELECT pipeline.alter_kafka_source('ev', '{"max_error_rate": 0.01}');
 SELECT max_error_rate FROM pipeline.kafka_sources WHERE name = 'ev';
 SELECT pipeline.alter_kafka_source('ev', '{"max_error_rate": 5}');
 SELECT pipeline.alter_kafka_source('ev', '{"max_error_rate": "1 %"}');
+SELECT pipeline.alter_kafka_source('ev', '{"partitions": [2, 0, 2]}');
+SELECT partitions FROM pipeline.kafka_sources WHERE name = 'ev';
+SELECT pipeline.alter_kafka_source('ev', '{"partitions": []}');
+SELECT pipeline.alter_kafka_source('ev', '{"partitions": [-1]}');
 SELECT pipeline.alter_kafka_source('ev', '{"format": "csv"}');
 SELECT pipeline.reset_kafka_source('ev', '{"0": 42, "1": 7}');
 SELECT partition, next_offset FROM pipeline.kafka_offsets o JOIN pipeline.kafka_sources s ON s.id = o.source_id

@@ -85,7 +85,7 @@ PipelineLoadKafkaSource(int64 source_id)
 							  "columns, paths, key_column, partition_column, offset_column, "
 							  "timestamp_column, start_position, batch_size, "
 							  "max_batch_latency_ms, parallelism, on_error, enabled, "
-							  "COALESCE(max_error_rate, -1) "
+							  "COALESCE(max_error_rate, -1), partitions "
 							  "FROM pipeline.kafka_sources WHERE id OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read pipeline.kafka_sources");
@@ -116,6 +116,21 @@ PipelineLoadKafkaSource(int64 source_id)
 	def->on_error = TextOrNull(tup, desc, 17);
 	def->enabled = DatumGetBool(GetDatum(tup, desc, 18, &isnull));
 	def->max_error_rate = DatumGetFloat8(GetDatum(tup, desc, 19, &isnull));
+	{
+		Datum		wanted = GetDatum(tup, desc, 20, &isnull);
+
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+
+			deconstruct_array(DatumGetArrayTypeP(wanted), INT4OID, 4, true, TYPALIGN_INT,
+							  &elems, &nulls, &def->nwanted_partitions);
+			def->wanted_partitions = palloc(sizeof(int32) * Max(def->nwanted_partitions, 1));
+			for (int i = 0; i < def->nwanted_partitions; i++)
+				def->wanted_partitions[i] = DatumGetInt32(elems[i]);
+		}
+	}
 	MemoryContextSwitchTo(spi);
 
 	if (SPI_execute_with_args("SELECT name, value FROM pipeline.kafka_source_properties "

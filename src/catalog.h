@@ -35,6 +35,8 @@ typedef struct KafkaSourceDef
 	int			parallelism;
 	char	   *on_error;
 	double		max_error_rate; /* negative if unlimited */
+	int			nwanted_partitions; /* 0: every partition of the topic */
+	int32	   *wanted_partitions;
 	bool		enabled;
 	List	   *property_names;
 	List	   *property_values;

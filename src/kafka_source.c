@@ -330,6 +330,20 @@ ResolveStartOffset(int32 partition)
 	}
 }
 
+/* Whether the source reads a partition: all of them, or those it lists */
+static bool
+SourceReadsPartition(int32 partition)
+{
+	if (source->nwanted_partitions == 0)
+		return true;
+	for (int i = 0; i < source->nwanted_partitions; i++)
+	{
+		if (source->wanted_partitions[i] == partition)
+			return true;
+	}
+	return false;
+}
+
 /* Load (or first store) the committed offsets and assign the partitions */
 static void
 AssignPartitions(void)
@@ -343,7 +357,7 @@ AssignPartitions(void)
 	npartitions = 0;
 	for (int p = 0; p < count; p++)
 	{
-		if (p % source->parallelism == worker_args.worker_index)
+		if (p % source->parallelism == worker_args.worker_index && SourceReadsPartition(p))
 			partitions[npartitions++].partition = p;
 	}
 

@@ -45,5 +45,5 @@ broker_stop() {
 # produce_json TOPIC FROM TO: JSON events with ids FROM..TO, spread over partitions
 produce_json() {
 	seq "$2" "$3" | awk '{ printf "{\"id\": %d, \"body\": \"event %d\", \"amount\": %d.25}\n", $1, $1, $1 % 100 }' |
-		kcat -b "$BROKER_BOOTSTRAP" -P -t "$1" -X topic.partitioner=random
+		kcat -b "$BROKER_BOOTSTRAP" -P -t "$1" -p -1
 }
