@@ -494,6 +494,15 @@ AddToBatch(rd_kafka_message_t *rkm)
 	batch_count++;
 }
 
+/* Stop the source for a human, with the reason in its status */
+static void
+PauseSourceAndExit(const char *reason)
+{
+	ereport(LOG, (errmsg("kafka source \"%s\": %s", source->name, reason)));
+	PipelineRecordSourceError(source->id, reason, true, false);
+	proc_exit(0);
+}
+
 /* A message-level error from librdkafka: never skip past it silently */
 static void
 HandleMessageError(rd_kafka_message_t *rkm)
@@ -508,29 +517,17 @@ HandleMessageError(rd_kafka_message_t *rkm)
 
 	if (err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
 		err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE)
-	{
-		char	   *message = psprintf("offset " INT64_FORMAT " of partition %d is out of range (deleted by retention?): %s; "
-									   "the source is paused: move it with pipeline.reset_kafka_source, then resume it",
-									   offset, partition, reason);
-
-		ereport(LOG, (errmsg("kafka source \"%s\": %s", source->name, message)));
-		PipelineRecordSourceError(source->id, message, true, false);
-		proc_exit(0);
-	}
+		PauseSourceAndExit(psprintf("offset " INT64_FORMAT " of partition %d is out of range (deleted by retention?): %s; "
+									"the source is paused: move it with pipeline.reset_kafka_source, then resume it",
+									offset, partition, reason));
 	/*
 	 * An error at a known offset (corrupt or undecodable message set) would
 	 * be stepped over by the next message: stop instead of skipping it.
 	 */
 	if (offset >= 0 && FindPartition(partition) != NULL)
-	{
-		char	   *message = psprintf("cannot read offset " INT64_FORMAT " of partition %d: %s; "
-									   "the source is paused: skip it with pipeline.reset_kafka_source, then resume it",
-									   offset, partition, reason);
-
-		ereport(LOG, (errmsg("kafka source \"%s\": %s", source->name, message)));
-		PipelineRecordSourceError(source->id, message, true, false);
-		proc_exit(0);
-	}
+		PauseSourceAndExit(psprintf("cannot read offset " INT64_FORMAT " of partition %d: %s; "
+									"the source is paused: skip it with pipeline.reset_kafka_source, then resume it",
+									offset, partition, reason));
 	snprintf(kafka_error, sizeof(kafka_error), "partition %d: %s", partition, reason);
 	ReportKafkaError();
 }
@@ -822,17 +819,14 @@ static void
 CheckErrorRate(void)
 {
 	int			bad = list_length(bad_messages);
-	char	   *reason;
 
 	if (source->max_error_rate < 0 || batch_count == 0 ||
 		(double) bad / batch_count <= source->max_error_rate)
 		return;
-	reason = psprintf("paused: %d of %d messages in a batch were bad (%.1f %%), more than max_error_rate %.1f %%; "
-					  "see pipeline.kafka_dead_letters, then resume the source",
-					  bad, batch_count, 100.0 * bad / batch_count, 100.0 * source->max_error_rate);
-	ereport(LOG, (errmsg("kafka source \"%s\" %s", source->name, reason)));
-	PipelineRecordSourceError(source->id, reason, true, false);
-	proc_exit(0);
+	PauseSourceAndExit(psprintf("paused: %d of %d messages in a batch were bad (%.1f %%), more than max_error_rate %.1f %%; "
+								"see pipeline.kafka_dead_letters, then resume the source",
+								bad, batch_count, 100.0 * bad / batch_count,
+								100.0 * source->max_error_rate));
 }
 
 /* Messages and bytes per second over the last minute, for kafka_status */
