@@ -40,10 +40,10 @@ done
 q bench "CREATE TABLE naive_raw (j jsonb)"
 
 echo "producing..."
-seq 1 "$N" | awk '{ printf "{\"id\": %d, \"user_id\": %d, \"url\": \"/page/%d\", \"amount\": %d.%02d, \"ts\": \"2026-11-24T10:%02d:%02dZ\"}\n", $1, $1 % 5000, $1 % 300, $1 % 1000, $1 % 100, ($1 / 60) % 60, $1 % 60 }' |
-	kcat -b "$BROKER_BOOTSTRAP" -P -t json -p -1 -X queue.buffering.max.messages=1000000
-seq 1 "$N" | awk '{ printf "%d,%d,/page/%d,%d.%02d,2026-11-24T10:%02d:%02dZ\n", $1, $1 % 5000, $1 % 300, $1 % 1000, $1 % 100, ($1 / 60) % 60, $1 % 60 }' |
-	kcat -b "$BROKER_BOOTSTRAP" -P -t csv -p -1 -X queue.buffering.max.messages=1000000
+seq 1 "$N" | awk '{ printf "%d:{\"id\": %d, \"user_id\": %d, \"url\": \"/page/%d\", \"amount\": %d.%02d, \"ts\": \"2026-11-24T10:%02d:%02dZ\"}\n", $1, $1, $1 % 5000, $1 % 300, $1 % 1000, $1 % 100, ($1 / 60) % 60, $1 % 60 }' |
+	kcat -b "$BROKER_BOOTSTRAP" -P -t json -K: -X queue.buffering.max.messages=1000000
+seq 1 "$N" | awk '{ printf "%d:%d,%d,/page/%d,%d.%02d,2026-11-24T10:%02d:%02dZ\n", $1, $1, $1 % 5000, $1 % 300, $1 % 1000, $1 % 100, ($1 / 60) % 60, $1 % 60 }' |
+	kcat -b "$BROKER_BOOTSTRAP" -P -t csv -K: -X queue.buffering.max.messages=1000000
 
 # the test broker drops the oldest messages past ~5 MiB per partition
 for topic in json csv; do

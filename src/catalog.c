@@ -40,6 +40,27 @@ pipeline_catalog_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+/*
+ * Start a transaction with SPI connected and a snapshot, as the catalog
+ * functions below need; PipelineSpiCommit() undoes all three and commits.
+ */
+void
+PipelineSpiBegin(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+void
+PipelineSpiCommit(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
 static char *
 TextOrNull(HeapTuple tuple, TupleDesc desc, int attno)
 {
@@ -327,10 +348,7 @@ PipelineRecordSourceError(int64 source_id, const char *error, bool pause, bool f
 		BoolGetDatum(pause), BoolGetDatum(failed_batch),
 	Int32GetDatum(PIPELINE_MAX_FAILED_BATCHES)};
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	PipelineSpiBegin();
 	if (SPI_execute_with_args("WITH counted AS ("
 							  " SELECT id, failed_batches OPERATOR(pg_catalog.+) $4::int AS failed,"
 							  " $3 OR failed_batches OPERATOR(pg_catalog.+) $4::int OPERATOR(pg_catalog.>=) $5 AS stop"
@@ -344,9 +362,7 @@ PipelineRecordSourceError(int64 source_id, const char *error, bool pause, bool f
 							  "FROM counted c WHERE s.id OPERATOR(pg_catalog.=) c.id",
 							  5, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not write pipeline.kafka_sources");
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	PipelineSpiCommit();
 }
 
 /* A batch went through: the count of failed batches in a row starts again */

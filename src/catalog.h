@@ -3,8 +3,9 @@
  * catalog.h
  *		Reading and writing pg_pipeline's catalog tables through SPI.
  *
- * Every function here must run inside a transaction with SPI connected,
- * unless its comment says it manages the transaction itself.
+ * Every function here must run inside a transaction with SPI connected
+ * (PipelineSpiBegin), unless its comment says it manages the transaction
+ * itself.
  *
  *-------------------------------------------------------------------------
  */
@@ -51,6 +52,8 @@ typedef struct KafkaSourceWorkers
 	int64		generation;
 } KafkaSourceWorkers;
 
+extern void PipelineSpiBegin(void);
+extern void PipelineSpiCommit(void);
 extern KafkaSourceDef *PipelineLoadKafkaSource(int64 source_id);
 extern List *PipelineLoadEnabledKafkaSources(void);
 extern bool PipelineLoadKafkaOffset(int64 source_id, int32 partition, int64 *next_offset);

@@ -102,6 +102,8 @@ static WaitEventSet *wait_set;
 
 static PartitionState *partitions;
 static int	npartitions;
+static PartitionState **partition_by_number;	/* topic partition -> ours, or NULL */
+static int	topic_partitions;
 
 /* The current batch, in batch_context; per-message scratch in decode_context */
 static MemoryContext batch_context;
@@ -354,18 +356,20 @@ AssignPartitions(void)
 	rd_kafka_resp_err_t err;
 
 	partitions = MemoryContextAllocZero(TopMemoryContext, sizeof(PartitionState) * count);
+	partition_by_number = MemoryContextAllocZero(TopMemoryContext, sizeof(PartitionState *) * count);
+	topic_partitions = count;
 	npartitions = 0;
 	for (int p = 0; p < count; p++)
 	{
 		if (p % source->parallelism == worker_args.worker_index && SourceReadsPartition(p))
-			partitions[npartitions++].partition = p;
+		{
+			partitions[npartitions].partition = p;
+			partition_by_number[p] = &partitions[npartitions++];
+		}
 	}
 
 	/* one transaction for all partitions: new ones get their start offset */
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	PipelineSpiBegin();
 	for (int i = 0; i < npartitions; i++)
 	{
 		PartitionState *ps = &partitions[i];
@@ -392,9 +396,7 @@ AssignPartitions(void)
 		if (!PipelineLoadKafkaOffset(source->id, ps->partition, &ps->committed))
 			elog(ERROR, "offset of partition %d vanished", ps->partition);
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	PipelineSpiCommit();
 
 	list = rd_kafka_topic_partition_list_new(Max(npartitions, 1));
 	for (int i = 0; i < npartitions; i++)
@@ -412,12 +414,10 @@ AssignPartitions(void)
 static PartitionState *
 FindPartition(int32 partition)
 {
-	for (int i = 0; i < npartitions; i++)
-	{
-		if (partitions[i].partition == partition)
-			return &partitions[i];
-	}
-	return NULL;
+	/* called per message: a direct lookup */
+	if (partition < 0 || partition >= topic_partitions)
+		return NULL;
+	return partition_by_number[partition];
 }
 
 /* Build the decoder and the COPY column list from the definition */
@@ -711,10 +711,7 @@ StoreBatch(void)
 	bool		stop = strcmp(source->on_error, "stop") == 0;
 	bool		keep = strcmp(source->on_error, "dead_letter") == 0;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	PipelineSpiBegin();
 	MemoryContextSwitchTo(batch_context);
 	/* safe when off: the rows and their offsets are lost together, and re-read */
 	SetConfigOption("synchronous_commit", pg_pipeline_source_synchronous_commit ? "on" : "off",
@@ -798,9 +795,7 @@ StoreBatch(void)
 	if (!failures_reset)
 		PipelineResetSourceFailures(source->id);
 
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	PipelineSpiCommit();
 
 	for (int i = 0; i < npartitions; i++)
 	{
@@ -866,15 +861,10 @@ PublishStats(void)
 static void
 LoadSource(void)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	PipelineSpiBegin();
 	MemoryContextSwitchTo(TopMemoryContext);
 	source = PipelineLoadKafkaSource(worker_args.source_id);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	PipelineSpiCommit();
 	MemoryContextSwitchTo(TopMemoryContext);
 }
 

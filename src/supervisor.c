@@ -95,10 +95,7 @@ LoadWantedWorkers(void)
 	while ((worker = hash_seq_search(&status)) != NULL)
 		worker->wanted_generation = 0;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	PipelineSpiBegin();
 	sources = PipelineLoadEnabledKafkaSources();
 	foreach(lc, sources)
 	{
@@ -119,9 +116,7 @@ LoadWantedWorkers(void)
 			worker->wanted_generation = src->generation;
 		}
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	PipelineSpiCommit();
 }
 
 static void

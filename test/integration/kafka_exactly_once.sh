@@ -20,9 +20,7 @@ expect_exactly() {
 }
 
 q "ALTER SYSTEM SET pg_pipeline.restart_backoff_max = '2s'" && q "SELECT pg_reload_conf()" >/dev/null
-q "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
-q "CREATE DATABASE $db"
-q $db "CREATE EXTENSION pg_pipeline"
+fresh_database $db
 q $db "CREATE TABLE events (id bigint, body text, amount numeric)"
 
 broker_start events:4

@@ -10,9 +10,7 @@ cd "$(dirname "$0")/../.."
 plan 9
 db=kafka_faults
 
-q "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
-q "CREATE DATABASE $db"
-q $db "CREATE EXTENSION pg_pipeline"
+fresh_database $db
 q $db "CREATE TABLE events (id bigint, body text, amount numeric)"
 broker_start -n 1 noisy:1 gone:1 small:1
 

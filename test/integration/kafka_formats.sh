@@ -9,9 +9,7 @@ cd "$(dirname "$0")/../.."
 plan 18
 db=kafka_formats
 
-q "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
-q "CREATE DATABASE $db"
-q $db "CREATE EXTENSION pg_pipeline"
+fresh_database $db
 broker_start -n 1 js:3 cs:2 raw:1 txt:1 nest:1
 
 # --- JSON with 1 % malformed messages: 50 invalid JSON, 25 bad types, 25 CHECK violations
@@ -26,7 +24,7 @@ seq 1 10000 | awk '{
 	else if ($1 % 400 == 100) printf "k%d:{\"id\": %d, \"amount\": -1}\n", $1, $1
 	else if ($1 % 400 == 300) printf "k%d:{\"id\": \"x%d\", \"amount\": 1}\n", $1, $1
 	else printf "k%d:{\"id\": %d, \"customer\": {\"name\": \"c%d\", \"address\": {\"city\": \"Lyon\"}}, \"amount\": %d.5, \"extra\": [1, {\"id\": 0}]}\n", $1, $1, $1, $1 % 50
-}' | kcat -b "$BROKER_BOOTSTRAP" -P -t js -K: -p -1
+}' | kcat -b "$BROKER_BOOTSTRAP" -P -t js -K:
 wait_for_sql 60 $db "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM pipeline.kafka_dead_letters) >= 10000"
 # ids 1..10000 without the 100 bad ones sum to 49500000
 is "$(q $db "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || sum(id) FROM orders")" "9900 9900 49500000" \

@@ -9,12 +9,10 @@ cd "$(dirname "$0")/../.."
 plan 13
 db=kafka_own
 
-q "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
 q "DROP DATABASE IF EXISTS ${db}_copy" >/dev/null 2>&1
 q "DROP ROLE IF EXISTS pipeline_test_alice" >/dev/null 2>&1
 q "ALTER SYSTEM SET pg_pipeline.restart_backoff_max = '1s'" && q "SELECT pg_reload_conf()" >/dev/null
-q "CREATE DATABASE $db"
-q $db "CREATE EXTENSION pg_pipeline"
+fresh_database $db
 q "CREATE ROLE pipeline_test_alice LOGIN"
 q $db "CREATE TABLE events (id bigint, body text, amount numeric)"
 q $db "GRANT INSERT ON events TO pipeline_test_alice"

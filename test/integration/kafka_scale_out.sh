@@ -10,9 +10,7 @@ cd "$(dirname "$0")/../.."
 plan 5
 db=kafka_split
 
-q "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
-q "CREATE DATABASE $db"
-q $db "CREATE EXTENSION pg_pipeline"
+fresh_database $db
 q $db "CREATE TABLE events (id bigint, body text, amount numeric, p integer)"
 broker_start -n 2 shared:4
 produce_json shared 1 4000

@@ -42,8 +42,10 @@ broker_stop() {
 	[ -n "${BROKER_DIR:-}" ] && rm -rf "$BROKER_DIR"
 }
 
-# produce_json TOPIC FROM TO: JSON events with ids FROM..TO, spread over partitions
+# produce_json TOPIC FROM TO: JSON events with ids FROM..TO, keyed by id so
+# that the key hash spreads them evenly over the partitions (kcat's random
+# partitioner often puts a whole run into one partition)
 produce_json() {
-	seq "$2" "$3" | awk '{ printf "{\"id\": %d, \"body\": \"event %d\", \"amount\": %d.25}\n", $1, $1, $1 % 100 }' |
-		kcat -b "$BROKER_BOOTSTRAP" -P -t "$1" -p -1
+	seq "$2" "$3" | awk '{ printf "k%d:{\"id\": %d, \"body\": \"event %d\", \"amount\": %d.25}\n", $1, $1, $1, $1 % 100 }' |
+		kcat -b "$BROKER_BOOTSTRAP" -P -t "$1" -K:
 }

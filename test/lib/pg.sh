@@ -65,3 +65,9 @@ wait_for_sql() {
 
 # the number of Kafka source workers in the current database, as SQL
 WORKER_COUNT="(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_pipeline kafka source' AND datname = current_database())"
+
+# fresh_database DB: an empty database DB with pg_pipeline installed
+fresh_database() {
+	q "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null 2>&1
+	q "CREATE DATABASE $1" && q "$1" "CREATE EXTENSION pg_pipeline"
+}
