@@ -60,8 +60,15 @@ q bench "SELECT pipeline.create_kafka_source('ours', '$BROKER_BOOTSTRAP', 'json'
           '{\"batch_size\": 10000, \"max_batch_latency_ms\": 200, \"parallelism\": $WORKERS}')" >/dev/null
 memory=
 quarter=0
-until [ "$(q bench "SELECT count(*) >= $N FROM ours")" = t ]; do
-	done_rows=$(q bench "SELECT count(*) FROM ours")
+if [ -n "${PERF_OUT:-}" ]; then # PERF_OUT=file: record the worker's profile with perf
+	until pid=$(q bench "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_pipeline kafka source' LIMIT 1") && [ -n "$pid" ]; do sleep 0.01; done
+	perf record -F 999 -g -o "$PERF_OUT" -p "$pid" 2>/dev/null &
+	perf_pid=$!
+fi
+# poll the committed offsets (64 rows), not count(*) of the growing table:
+# the check must not take CPU from the worker it measures
+until [ "$(q bench "SELECT coalesce(sum(next_offset), 0) >= $N FROM pipeline.kafka_offsets")" = t ]; do
+	done_rows=$(q bench "SELECT coalesce(sum(next_offset), 0) FROM pipeline.kafka_offsets")
 	if [ "$quarter" -lt 4 ] && [ "$done_rows" -ge $((quarter * N / 4)) ] && [ "$done_rows" -gt 0 ]; then
 		# private memory (kB) of the busiest worker, at 0, 25, 50 and 75 % of the run
 		kb=$(for pid in $(q bench "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_pipeline kafka source'"); do
@@ -73,6 +80,7 @@ until [ "$(q bench "SELECT count(*) >= $N FROM ours")" = t ]; do
 done
 t1=$(now)
 ours=$(rate "$N" "$t0" "$t1")
+[ -z "${PERF_OUT:-}" ] || { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
 
 # (2) naive: raw jsonb then INSERT ... SELECT
 t0=$(now)
