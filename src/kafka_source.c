@@ -72,6 +72,7 @@
 #define METADATA_TIMEOUT_MS 5000
 #define BATCH_CONTEXT_SIZE (8 * 1024 * 1024)
 #define RATE_WINDOW_SECONDS 60
+#define PARTITION_CHECK_INTERVAL_MS 10000
 
 typedef struct PartitionState
 {
@@ -104,6 +105,7 @@ static PartitionState *partitions;
 static int	npartitions;
 static PartitionState **partition_by_number;	/* topic partition -> ours, or NULL */
 static int	topic_partitions;
+static TimestampTz next_partition_check;	/* when to look for new partitions */
 
 /* The current batch, in batch_context; per-message scratch in decode_context */
 static MemoryContext batch_context;
@@ -250,31 +252,44 @@ ReportKafkaError(void)
 	kafka_error[0] = '\0';
 }
 
+/* The number of partitions of the topic, or -1 (with kafka_error set) */
+static int
+TopicPartitionCount(int timeout_ms)
+{
+	rd_kafka_topic_t *topic = rd_kafka_topic_new(consumer, source->topic, NULL);
+	const struct rd_kafka_metadata *md;
+	rd_kafka_resp_err_t err = rd_kafka_metadata(consumer, 0, topic, &md, timeout_ms);
+	int			count = -1;
+
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		if (md->topic_cnt != 1)
+			err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+		else if (md->topics[0].err)
+			err = md->topics[0].err;
+		else if (md->topics[0].partition_cnt > 0)
+			count = md->topics[0].partition_cnt;
+		else
+			err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+		rd_kafka_metadata_destroy(md);
+	}
+	rd_kafka_topic_destroy(topic);
+	if (count < 0)
+		snprintf(kafka_error, sizeof(kafka_error), "cannot describe topic \"%s\": %s",
+				 source->topic, rd_kafka_err2str(err));
+	return count;
+}
+
 /* The partitions of the topic, retried until the topic can be described */
 static int
 DiscoverPartitionCount(void)
 {
-	rd_kafka_topic_t *topic = rd_kafka_topic_new(consumer, source->topic, NULL);
-
 	for (;;)
 	{
-		const struct rd_kafka_metadata *md;
-		rd_kafka_resp_err_t err = rd_kafka_metadata(consumer, 0, topic, &md, METADATA_TIMEOUT_MS);
+		int			count = TopicPartitionCount(METADATA_TIMEOUT_MS);
 
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
-			md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0)
-		{
-			int			count = md->topics[0].partition_cnt;
-
-			rd_kafka_metadata_destroy(md);
-			rd_kafka_topic_destroy(topic);
+		if (count > 0)
 			return count;
-		}
-		snprintf(kafka_error, sizeof(kafka_error), "cannot describe topic \"%s\": %s",
-				 source->topic,
-				 rd_kafka_err2str(err ? err : (md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)));
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-			rd_kafka_metadata_destroy(md);
 		ReportKafkaError();
 		WaitForWork(METADATA_TIMEOUT_MS);
 	}
@@ -346,15 +361,23 @@ SourceReadsPartition(int32 partition)
 	return false;
 }
 
-/* Load (or first store) the committed offsets and assign the partitions */
+/*
+ * Load (or first store) the committed offsets of our share of the topic's
+ * count partitions and assign them.  grown: the topic gained partitions
+ * while the source ran, so new ones hold only messages to read.
+ */
 static void
-AssignPartitions(void)
+AssignPartitions(int count, bool grown)
 {
-	int			count = DiscoverPartitionCount();
-	bool		started = false;
+	bool		started = grown;
 	rd_kafka_topic_partition_list_t *list;
 	rd_kafka_resp_err_t err;
 
+	if (partitions)
+	{
+		pfree(partitions);
+		pfree(partition_by_number);
+	}
 	partitions = MemoryContextAllocZero(TopMemoryContext, sizeof(PartitionState) * count);
 	partition_by_number = MemoryContextAllocZero(TopMemoryContext, sizeof(PartitionState *) * count);
 	topic_partitions = count;
@@ -409,6 +432,33 @@ AssignPartitions(void)
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not assign partitions of topic \"%s\": %s",
 						source->topic, rd_kafka_err2str(err))));
+	next_partition_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   PARTITION_CHECK_INTERVAL_MS);
+}
+
+/*
+ * Between batches, now and then: take the partitions added to the topic.
+ * Everything read so far is committed, so assigning all partitions afresh
+ * at their committed offsets neither skips nor repeats a message.
+ */
+static void
+CheckForNewPartitions(void)
+{
+	int			count;
+
+	if (GetCurrentTimestamp() < next_partition_check)
+		return;
+	/* a short wait: the check must not hold up the stream when the broker is away */
+	count = TopicPartitionCount(1000);
+	kafka_error[0] = '\0';
+	next_partition_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   PARTITION_CHECK_INTERVAL_MS);
+	if (count <= topic_partitions)
+		return;
+	ereport(LOG,
+			(errmsg("kafka source \"%s\": topic \"%s\" grew from %d to %d partitions",
+					source->name, source->topic, topic_partitions, count)));
+	AssignPartitions(count, true);
 }
 
 static PartitionState *
@@ -569,7 +619,15 @@ ReadBatch(void)
 			WaitForWork(remaining);
 		}
 		else
-			WaitForWork(-1);
+		{
+			/* idle: come back for the partition check when it is due */
+			long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+																	next_partition_check);
+
+			if (remaining <= 0)
+				break;
+			WaitForWork(remaining);
+		}
 	}
 	pfree(msgs);
 }
@@ -892,7 +950,7 @@ PipelineKafkaSourceMain(Datum main_arg)
 		/* librdkafka's threads are created here, after signals are set up */
 		CreateConsumer();
 		PrepareDecoder();
-		AssignPartitions();
+		AssignPartitions(DiscoverPartitionCount(), false);
 	}
 	PG_CATCH();
 	{
@@ -954,5 +1012,6 @@ PipelineKafkaSourceMain(Datum main_arg)
 			CheckErrorRate();
 		}
 		MemoryContextReset(batch_context);
+		CheckForNewPartitions();
 	}
 }
