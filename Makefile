@@ -16,7 +16,8 @@ OBJS = \
 	src/workers.o \
 	src/catalog.o \
 	src/kafka_decode.o \
-	src/kafka_source.o
+	src/kafka_source.o \
+	src/aggregate.o
 DATA = $(wildcard pg_pipeline--*.sql)
 PGFILEDESC = "pg_pipeline - data pipelines inside PostgreSQL"
 

@@ -689,3 +689,326 @@ COMMENT ON VIEW pipeline.kafka_status IS
     'one row per Kafka source and partition: worker, state, committed offset, high watermark, lag, throughput of the worker over the last minute, last error';
 REVOKE ALL ON pipeline.kafka_status FROM PUBLIC;
 GRANT SELECT ON pipeline.kafka_status TO PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Continuous aggregates
+--
+-- A GROUP BY query over a table, kept current by statement triggers that fold
+-- each statement's rows into stored transition states (in C, through
+-- PostgreSQL's own partial aggregation), in the writer's transaction.  The
+-- output table holds the finished values, one row per group.
+-------------------------------------------------------------------------------
+
+CREATE SEQUENCE pipeline.aggregate_id_seq;
+
+CREATE TABLE pipeline.aggregates (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.aggregate_id_seq'),
+    name text NOT NULL UNIQUE,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    query text NOT NULL,
+    source regclass NOT NULL,
+    output regclass NOT NULL,
+    state_table regclass NOT NULL,
+    column_names text[] NOT NULL,
+    column_exprs text[] NOT NULL,
+    key_columns boolean[] NOT NULL,
+    where_clause text,
+    search_path text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE pipeline.aggregates IS
+    'continuous aggregates: the query as given, and its keys, aggregates and filter as they are folded; change them with the pipeline.*aggregate functions';
+ALTER TABLE pipeline.aggregates ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_only ON pipeline.aggregates
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
+REVOKE ALL ON pipeline.aggregates FROM PUBLIC;
+GRANT SELECT, INSERT, DELETE ON pipeline.aggregates TO PUBLIC;
+REVOKE ALL ON SEQUENCE pipeline.aggregate_id_seq FROM PUBLIC;
+GRANT USAGE ON SEQUENCE pipeline.aggregate_id_seq TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.aggregates', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.aggregate_id_seq', '');
+
+CREATE FUNCTION pipeline.aggregate_describe(
+    query text,
+    search_path text,
+    OUT source oid,
+    OUT column_names text[],
+    OUT column_exprs text[],
+    OUT column_kinds text[],
+    OUT column_types text[],
+    OUT state_types text[],
+    OUT where_clause text,
+    OUT internal_search_path text)
+RETURNS record
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_aggregate_describe';
+COMMENT ON FUNCTION pipeline.aggregate_describe(text, text) IS
+    'checks the query of an aggregate (names resolved with the given search_path) and returns its parts as stored';
+REVOKE ALL ON FUNCTION pipeline.aggregate_describe(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.aggregate_describe(text, text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.aggregate_trigger()
+RETURNS trigger
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_aggregate_trigger';
+COMMENT ON FUNCTION pipeline.aggregate_trigger() IS
+    'trigger: folds a statement''s inserted, updated or deleted rows into an aggregate; created by pipeline.create_aggregate';
+REVOKE ALL ON FUNCTION pipeline.aggregate_trigger() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.aggregate_trigger() TO PUBLIC;
+
+CREATE FUNCTION pipeline.aggregate_backfill(aggregate_id bigint, owner oid)
+RETURNS void
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_aggregate_backfill';
+COMMENT ON FUNCTION pipeline.aggregate_backfill(bigint, oid) IS
+    'folds every row of an aggregate''s table into its empty states; used by pipeline.create_aggregate and pipeline.rebuild_aggregate';
+REVOKE ALL ON FUNCTION pipeline.aggregate_backfill(bigint, oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.aggregate_backfill(bigint, oid) TO PUBLIC;
+
+-- Raises the error for an unknown aggregate (others' aggregates are invisible too)
+CREATE FUNCTION pipeline.aggregate_id(aggregate_name text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_id bigint;
+BEGIN
+    SELECT a.id INTO found_id FROM pipeline.aggregates a WHERE a.name OPERATOR(pg_catalog.=) aggregate_name;
+    IF found_id IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('aggregate "%s" does not exist', aggregate_name),
+            HINT = 'SELECT name FROM pipeline.aggregates lists the aggregates you own.';
+    END IF;
+    RETURN found_id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.aggregate_id(text) IS
+    'the id of an aggregate you own, or an error naming it';
+REVOKE ALL ON FUNCTION pipeline.aggregate_id(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.aggregate_id(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.create_aggregate(
+    name text,
+    query text,
+    options jsonb DEFAULT '{}',
+    search_path text DEFAULT pg_catalog.current_setting('search_path'))
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+    new_id bigint;
+    output_parts text[];
+    output_schema text;
+    output_table text;
+    state_table text;
+    output_columns text := '';
+    state_columns text := '';
+    keys text := '';
+    event text;
+BEGIN
+    IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'aggregate name must not be empty',
+            HINT = 'Give the aggregate a name, for example ''daily_sales''.';
+    END IF;
+    IF query IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'the query of an aggregate must not be null',
+            HINT = 'Write SELECT keys, aggregates FROM table GROUP BY keys.';
+    END IF;
+    PERFORM pipeline.check_kafka_settings(options, ARRAY['output']);
+    IF EXISTS (SELECT FROM pipeline.aggregates a WHERE a.name OPERATOR(pg_catalog.=) create_aggregate.name) THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = pg_catalog.format('aggregate "%s" already exists', name),
+            HINT = 'Drop it first with pipeline.drop_aggregate, or choose another name.';
+    END IF;
+
+    d := pipeline.aggregate_describe(query, search_path);
+    IF NOT pg_catalog.has_table_privilege(d.source, 'TRIGGER') THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = pg_catalog.format('permission denied to watch table %s', d.source::regclass),
+            HINT = 'An aggregate follows its table with triggers: its owner must grant you TRIGGER on it.';
+    END IF;
+
+    -- the output lives beside the source unless its name says otherwise
+    IF options ? 'output' THEN
+        output_parts := pg_catalog.parse_ident(options->>'output');
+    ELSE
+        output_parts := ARRAY[name];
+    END IF;
+    IF pg_catalog.cardinality(output_parts) OPERATOR(pg_catalog.=) 1 THEN
+        SELECT n.nspname INTO output_schema
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+         WHERE c.oid OPERATOR(pg_catalog.=) d.source;
+        output_parts := ARRAY[output_schema] OPERATOR(pg_catalog.||) output_parts;
+    ELSIF pg_catalog.cardinality(output_parts) OPERATOR(pg_catalog.<>) 2 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_name',
+            MESSAGE = pg_catalog.format('invalid output table name "%s"', options->>'output'),
+            HINT = 'Name a table, optionally with its schema, for example ''reports.daily_sales''.';
+    END IF;
+    output_table := pg_catalog.quote_ident(output_parts[1]) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(output_parts[2]);
+    state_table := pg_catalog.quote_ident(output_parts[1]) OPERATOR(pg_catalog.||) '.'
+        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(output_parts[2] OPERATOR(pg_catalog.||) '_state');
+
+    FOR i IN 1 .. pg_catalog.cardinality(d.column_names) LOOP
+        output_columns := output_columns OPERATOR(pg_catalog.||) CASE WHEN i OPERATOR(pg_catalog.>) 1 THEN ', ' ELSE '' END
+            OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.column_names[i]) OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) d.column_types[i];
+        state_columns := state_columns OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.column_names[i])
+            OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) d.state_types[i] OPERATOR(pg_catalog.||) ', ';
+        IF d.column_kinds[i] OPERATOR(pg_catalog.=) 'key' THEN
+            keys := keys OPERATOR(pg_catalog.||) CASE WHEN keys OPERATOR(pg_catalog.=) '' THEN '' ELSE ', ' END
+                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.column_names[i]);
+        END IF;
+    END LOOP;
+    EXECUTE pg_catalog.format('CREATE TABLE %s (%s)', output_table, output_columns);
+    EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s) NULLS NOT DISTINCT', output_table, keys);
+    EXECUTE pg_catalog.format('COMMENT ON TABLE %s IS %L', output_table,
+        pg_catalog.format('output of aggregate %s, kept current by pg_pipeline: one row per group', name));
+    EXECUTE pg_catalog.format('CREATE TABLE %s (%s __rows bigint NOT NULL, __group bigint NOT NULL)',
+        state_table, state_columns);
+    EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s) NULLS NOT DISTINCT', state_table, keys);
+    EXECUTE pg_catalog.format('CREATE INDEX ON %s (__group)', state_table);
+    EXECUTE pg_catalog.format('COMMENT ON TABLE %s IS %L', state_table,
+        pg_catalog.format('transition states of aggregate %s, one row per group; written by pg_pipeline only', name));
+
+    INSERT INTO pipeline.aggregates (name, query, source, output, state_table, column_names,
+        column_exprs, key_columns, where_clause, search_path)
+    VALUES (name, query, d.source, output_table::regclass, state_table::regclass, d.column_names,
+        d.column_exprs,
+        (SELECT pg_catalog.array_agg(k OPERATOR(pg_catalog.=) 'key' ORDER BY n)
+           FROM pg_catalog.unnest(d.column_kinds) WITH ORDINALITY AS t(k, n)),
+        d.where_clause, d.internal_search_path)
+    RETURNING id INTO new_id;
+
+    -- the triggers lock the table while they are created: no write falls between them and the backfill
+    FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+        EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER %s ON %s %s FOR EACH STATEMENT '
+                                  'EXECUTE FUNCTION pipeline.aggregate_trigger(%L, %L)',
+            'pipeline_aggregate_' OPERATOR(pg_catalog.||) new_id OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) event,
+            pg_catalog.upper(event), d.source::regclass,
+            CASE event WHEN 'insert' THEN 'REFERENCING NEW TABLE AS pipeline_new'
+                       WHEN 'update' THEN 'REFERENCING OLD TABLE AS pipeline_old NEW TABLE AS pipeline_new'
+                       WHEN 'delete' THEN 'REFERENCING OLD TABLE AS pipeline_old'
+                       ELSE '' END,
+            new_id, (CURRENT_USER)::regrole::oid);
+    END LOOP;
+    PERFORM pipeline.aggregate_backfill(new_id, (CURRENT_USER)::regrole::oid);
+    RETURN output_table::regclass;
+END
+$$;
+COMMENT ON FUNCTION pipeline.create_aggregate(text, text, jsonb, text) IS
+    'creates a continuous aggregate: an output table with one row per group of the query, filled from the table''s rows and kept current as rows arrive; returns the output table';
+REVOKE ALL ON FUNCTION pipeline.create_aggregate(text, text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.create_aggregate(text, text, jsonb, text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.drop_aggregate(name text, keep_output boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a pipeline.aggregates;
+    event text;
+BEGIN
+    SELECT * INTO a FROM pipeline.aggregates g WHERE g.id OPERATOR(pg_catalog.=) pipeline.aggregate_id(drop_aggregate.name);
+    FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
+            'pipeline_aggregate_' OPERATOR(pg_catalog.||) a.id OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) event, a.source);
+    END LOOP;
+    DELETE FROM pipeline.aggregates g WHERE g.id OPERATOR(pg_catalog.=) a.id;
+    EXECUTE pg_catalog.format('DROP TABLE %s', a.state_table);
+    IF NOT keep_output THEN
+        EXECUTE pg_catalog.format('DROP TABLE %s', a.output);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pipeline.drop_aggregate(text, boolean) IS
+    'drops an aggregate, its triggers and its states, and its output table unless keep_output';
+REVOKE ALL ON FUNCTION pipeline.drop_aggregate(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.drop_aggregate(text, boolean) TO PUBLIC;
+
+CREATE FUNCTION pipeline.rebuild_aggregate(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a pipeline.aggregates;
+BEGIN
+    SELECT * INTO a FROM pipeline.aggregates g WHERE g.id OPERATOR(pg_catalog.=) pipeline.aggregate_id(rebuild_aggregate.name);
+    -- writers wait for the rebuild; readers keep seeing the old output until it commits
+    EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', a.source);
+    EXECUTE pg_catalog.format('DELETE FROM %s', a.state_table);
+    EXECUTE pg_catalog.format('DELETE FROM %s', a.output);
+    PERFORM pipeline.aggregate_backfill(a.id, a.owner::oid);
+END
+$$;
+COMMENT ON FUNCTION pipeline.rebuild_aggregate(text) IS
+    'recomputes an aggregate from every row of its table; readers see the old output until it commits';
+REVOKE ALL ON FUNCTION pipeline.rebuild_aggregate(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.rebuild_aggregate(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.check_aggregate(name text)
+RETURNS TABLE (group_key jsonb, stored jsonb, recomputed jsonb)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a pipeline.aggregates;
+    fresh text := '';
+    keys text := '';
+    group_by text := '';
+    differs text := '';
+    key_object text := '';
+    key_exprs text := '';
+    key_refs text := '';
+    column_type regtype;
+    column_name text;
+BEGIN
+    SELECT * INTO a FROM pipeline.aggregates g WHERE g.id OPERATOR(pg_catalog.=) pipeline.aggregate_id(check_aggregate.name);
+    FOR i IN 1 .. pg_catalog.cardinality(a.column_names) LOOP
+        column_name := pg_catalog.quote_ident(a.column_names[i]);
+        fresh := fresh OPERATOR(pg_catalog.||) a.column_exprs[i] OPERATOR(pg_catalog.||) ' AS ' OPERATOR(pg_catalog.||) column_name OPERATOR(pg_catalog.||) ', ';
+        IF a.key_columns[i] THEN
+            keys := keys OPERATOR(pg_catalog.||) CASE WHEN keys OPERATOR(pg_catalog.=) '' THEN '' ELSE ', ' END OPERATOR(pg_catalog.||) column_name;
+            group_by := group_by OPERATOR(pg_catalog.||) CASE WHEN group_by OPERATOR(pg_catalog.=) '' THEN '' ELSE ', ' END OPERATOR(pg_catalog.||) i;
+            key_object := key_object OPERATOR(pg_catalog.||) pg_catalog.format(', %L, COALESCE(f.%s, s.%s)', a.column_names[i], column_name, column_name);
+            key_exprs := key_exprs OPERATOR(pg_catalog.||) pg_catalog.format(', (%s)', a.column_exprs[i]);
+            key_refs := key_refs OPERATOR(pg_catalog.||) ', o.' OPERATOR(pg_catalog.||) column_name;
+            differs := differs OPERATOR(pg_catalog.||) pg_catalog.format(' OR f.%s IS DISTINCT FROM s.%s', column_name, column_name);
+        ELSE
+            SELECT t.atttypid::regtype INTO column_type FROM pg_catalog.pg_attribute t
+             WHERE t.attrelid OPERATOR(pg_catalog.=) a.output AND t.attname OPERATOR(pg_catalog.=) a.column_names[i];
+            IF column_type IN ('real'::regtype, 'double precision'::regtype) THEN
+                -- folding adds floats in another order: equal within 1e-9, relatively
+                differs := differs OPERATOR(pg_catalog.||) pg_catalog.format(
+                    ' OR NOT (f.%1$s IS NOT DISTINCT FROM s.%1$s OR pg_catalog.abs(f.%1$s - s.%1$s) <= 1e-9 * GREATEST(pg_catalog.abs(f.%1$s), pg_catalog.abs(s.%1$s)))',
+                    column_name);
+            ELSE
+                differs := differs OPERATOR(pg_catalog.||) pg_catalog.format(' OR f.%s IS DISTINCT FROM s.%s', column_name, column_name);
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN QUERY EXECUTE pg_catalog.format(
+        'WITH f AS (SELECT %s pg_catalog.hash_record_extended(ROW(%s), 0) AS __group FROM %s src WHERE %s GROUP BY %s), '
+        ' s AS (SELECT o.*, pg_catalog.hash_record_extended(ROW(%s), 0) AS __group FROM %s o) '
+        'SELECT pg_catalog.jsonb_build_object(%s), pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.-) ''__group'', '
+        '       pg_catalog.to_jsonb(f) OPERATOR(pg_catalog.-) ''__group'' '
+        '  FROM f FULL JOIN s ON f.__group OPERATOR(pg_catalog.=) s.__group '
+        ' WHERE f.__group IS NULL OR s.__group IS NULL %s',
+        fresh, pg_catalog.substr(key_exprs, 3), a.source, COALESCE(a.where_clause, 'true'), group_by,
+        pg_catalog.substr(key_refs, 3), a.output, pg_catalog.substr(key_object, 3), differs);
+END
+$$;
+COMMENT ON FUNCTION pipeline.check_aggregate(text) IS
+    'compares an aggregate''s output table with its query recomputed from scratch; returns the groups that differ (none when consistent)';
+REVOKE ALL ON FUNCTION pipeline.check_aggregate(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.check_aggregate(text) TO PUBLIC;

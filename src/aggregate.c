@@ -1,0 +1,1072 @@
+/*-------------------------------------------------------------------------
+ *
+ * aggregate.c
+ *		Continuous aggregates: a GROUP BY query over a table, kept current
+ *		by folding each statement's new rows into stored transition states.
+ *
+ * Definition.  pipeline.create_aggregate hands the query to
+ * pipeline_aggregate_describe, which checks it (one table, GROUP BY keys
+ * and bare aggregates that PostgreSQL can combine) and deparses each key,
+ * aggregate and the WHERE clause with qualified names.  Those pieces, not
+ * a node tree, are stored, so the definition survives pg_dump and upgrades.
+ *
+ * Folding.  A statement-level AFTER INSERT trigger with a transition table
+ * hands the inserted rows to Fold(), which runs PostgreSQL's own
+ * partial-aggregation machinery:
+ *   1. the query over the new rows, planned normally and then switched to
+ *      partial mode (AGGSPLIT_INITIAL_SERIAL): one state per touched group;
+ *   2. the stored states of those groups, locked in a fixed order, plus the
+ *      new ones, through a combine-mode Agg: the new state per group;
+ *   3. the new states through a final-mode Agg: the finished values, which
+ *      are upserted into the output table.
+ * Plans 2 and 3 are parsed with count() placeholders whose Aggrefs are then
+ * replaced by the original aggregates reading a state column, which is how
+ * the planner itself builds combining aggregates for parallel query.
+ * Everything happens in the writer's transaction, so the states commit or
+ * roll back with the rows (and with a Kafka source's offsets).
+ *
+ * State rows are found by __group, a hash of the keys, and matched with
+ * IS NOT DISTINCT FROM so that NULL keys form groups as GROUP BY does.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_aggregate.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "executor/tstoreReceiver.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/planner.h"
+#include "parser/analyze.h"
+#include "parser/parse_agg.h"
+#include "parser/parser.h"
+#include "rewrite/rewriteHandler.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/queryenvironment.h"
+#include "utils/regproc.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/ruleutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+
+#include "aggregate.h"
+
+PG_FUNCTION_INFO_V1(pipeline_aggregate_describe);
+PG_FUNCTION_INFO_V1(pipeline_aggregate_trigger);
+PG_FUNCTION_INFO_V1(pipeline_aggregate_backfill);
+
+/* Combine stored and new states, keeping them serialised */
+#define AGGSPLIT_COMBINE_SERIAL \
+	(AGGSPLITOP_COMBINE | AGGSPLITOP_DESERIALIZE | AGGSPLITOP_SERIALIZE | AGGSPLITOP_SKIPFINAL)
+
+/* An aggregate's definition, as stored in pipeline.aggregates */
+typedef struct AggregateDef
+{
+	int64		id;
+	Oid			owner;
+	Oid			source;
+	Oid			output;
+	Oid			state;
+	int			ncolumns;		/* output columns, in the query's order */
+	char	  **names;
+	char	  **exprs;			/* deparsed, over the source aliased "src" */
+	bool	   *is_key;
+	char	   *where_clause;	/* deparsed, or NULL */
+	char	   *search_path;	/* for the deparsed text */
+} AggregateDef;
+
+/* ---------------------------------------------------------------------
+ * Definition: checking and deparsing the query
+ * ---------------------------------------------------------------------
+ */
+
+static void
+RefuseQuery(const char *message, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("%s", message),
+			 errhint("%s", hint)));
+}
+
+static void
+CheckQueryShape(Query *query)
+{
+	RangeTblEntry *rte;
+
+	if (query->commandType != CMD_SELECT || query->utilityStmt != NULL)
+		RefuseQuery("the query of an aggregate must be a SELECT",
+					"Write SELECT keys, aggregates FROM table GROUP BY keys.");
+	if (query->cteList != NIL)
+		RefuseQuery("an aggregate's query cannot have a WITH clause",
+					"Aggregate one table directly; put other logic in a view over the output table.");
+	if (query->setOperations != NULL)
+		RefuseQuery("an aggregate's query cannot use UNION, INTERSECT or EXCEPT",
+					"Create one aggregate per input table.");
+	if (query->hasWindowFuncs)
+		RefuseQuery("an aggregate's query cannot use window functions",
+					"Compute window functions in a query over the output table.");
+	if (query->hasTargetSRFs)
+		RefuseQuery("an aggregate's query cannot use set-returning functions in its select list",
+					"Aggregate plain values of each row.");
+	if (query->hasSubLinks)
+		RefuseQuery("an aggregate's query cannot contain subqueries",
+					"Aggregate one table; join other data in a view over the output table.");
+	if (query->sortClause != NIL || query->limitCount != NULL || query->limitOffset != NULL)
+		RefuseQuery("an aggregate's query cannot have ORDER BY, LIMIT or OFFSET",
+					"The output table holds every group; order and limit when you query it.");
+	if (query->distinctClause != NIL)
+		RefuseQuery("an aggregate's query cannot use SELECT DISTINCT",
+					"GROUP BY the columns instead.");
+	if (query->havingQual != NULL)
+		RefuseQuery("an aggregate's query cannot have HAVING",
+					"Filter the output table when you query it, for example in a view.");
+	if (query->groupingSets != NIL)
+		RefuseQuery("an aggregate's query cannot use GROUPING SETS, ROLLUP or CUBE",
+					"Create one aggregate per grouping, or roll one aggregate up into another.");
+	if (query->rowMarks != NIL)
+		RefuseQuery("an aggregate's query cannot use FOR UPDATE or FOR SHARE",
+					"Remove the locking clause.");
+	if (!query->hasAggs)
+		RefuseQuery("the query of an aggregate has no aggregate function",
+					"Select at least one aggregate, for example count(*) or sum(amount).");
+	if (query->groupClause == NIL)
+		RefuseQuery("the query of an aggregate needs a GROUP BY clause",
+					"Group by at least one key, for example GROUP BY store_id, or by a time bucket.");
+	if (list_length(query->rtable) != 1 || list_length(query->jointree->fromlist) != 1)
+		RefuseQuery("the query of an aggregate must read exactly one table",
+					"Aggregate one table; join other data in a view over the output table.");
+
+	rte = linitial_node(RangeTblEntry, query->rtable);
+	if (rte->rtekind != RTE_RELATION || rte->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("an aggregate can only read a plain table"),
+				 errhint("Views, partitioned and foreign tables cannot report their new rows; import them into a table first.")));
+	if (check_enable_rls(rte->relid, InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("table \"%s\" has row-level security", get_rel_name(rte->relid)),
+				 errhint("An aggregate sees every row of its table; disable row-level security or aggregate another table.")));
+	if (contain_volatile_functions((Node *) query->targetList) ||
+		contain_volatile_functions(query->jointree->quals))
+		RefuseQuery("an aggregate's query cannot call volatile functions",
+					"Keys, arguments and filters must give the same result for the same row, so that folding and recomputing agree.");
+}
+
+/* The name of an aggregate for messages, such as "array_agg(integer)" */
+static char *
+AggregateName(Aggref *aggref)
+{
+	return format_procedure(aggref->aggfnoid);
+}
+
+/* Refuse an aggregate that PostgreSQL cannot split into states to combine */
+static void
+CheckCombinable(Aggref *aggref)
+{
+	HeapTuple	tuple = SearchSysCache1(AGGFNOID, ObjectIdGetDatum(aggref->aggfnoid));
+	Form_pg_aggregate agg;
+	const char *fname;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for aggregate %u", aggref->aggfnoid);
+	agg = (Form_pg_aggregate) GETSTRUCT(tuple);
+	fname = get_func_name(aggref->aggfnoid);
+
+	if (aggref->aggdistinct != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("aggregate %s with DISTINCT cannot be maintained incrementally", AggregateName(aggref)),
+				 errhint("Distinct values cannot be combined from partial counts. For approximate distinct counts install hll and use hll_add_agg(hll_hash_...), or group by the value too.")));
+	if (agg->aggkind != AGGKIND_NORMAL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("ordered-set aggregate %s cannot be maintained incrementally", AggregateName(aggref)),
+				 errhint("Percentiles need every value. For approximate percentiles install tdigest and use tdigest(value, 100), then tdigest_percentile over the output.")));
+	if (aggref->aggorder != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("aggregate %s with ORDER BY cannot be maintained incrementally", AggregateName(aggref)),
+				 errhint("Partial results cannot be combined in order; remove the ORDER BY.")));
+	if (!OidIsValid(agg->aggcombinefn))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("aggregate %s cannot be maintained incrementally", AggregateName(aggref)),
+				 strcmp(fname, "array_agg") == 0 || strcmp(fname, "string_agg") == 0 ||
+				 strncmp(fname, "json", 4) == 0 || strcmp(fname, "xmlagg") == 0 ?
+				 errhint("%s has no combine function in PostgreSQL 15. Keep the rows and aggregate them in a view, or count them per value with GROUP BY.", fname) :
+				 errhint("%s has no combine function, so partial results cannot be merged. Use aggregates that have one (count, sum, avg, min, max, stddev, bool_and, ...).", fname)));
+	if (agg->aggtranstype == INTERNALOID &&
+		(!OidIsValid(agg->aggserialfn) || !OidIsValid(agg->aggdeserialfn)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("aggregate %s cannot be maintained incrementally", AggregateName(aggref)),
+				 errhint("Its state cannot be stored: it has no serialization functions.")));
+	ReleaseSysCache(tuple);
+}
+
+/* The type a state is stored as: the transition type, or bytea if internal */
+static Oid
+StateType(Aggref *aggref)
+{
+	HeapTuple	tuple = SearchSysCache1(AGGFNOID, ObjectIdGetDatum(aggref->aggfnoid));
+	Oid			transtype;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for aggregate %u", aggref->aggfnoid);
+	transtype = ((Form_pg_aggregate) GETSTRUCT(tuple))->aggtranstype;
+	ReleaseSysCache(tuple);
+	if (IsPolymorphicType(transtype))
+	{
+		Oid			inputTypes[FUNC_MAX_ARGS];
+		int			nargs = get_aggregate_argtypes(aggref, inputTypes);
+
+		transtype = resolve_aggregate_transtype(aggref->aggfnoid, transtype, inputTypes, nargs);
+	}
+	return transtype == INTERNALOID ? BYTEAOID : transtype;
+}
+
+static Oid
+TypeSchema(Oid type)
+{
+	HeapTuple	tuple = SearchSysCache1(TYPEOID, ObjectIdGetDatum(type));
+	Oid			schema;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for type %u", type);
+	schema = ((Form_pg_type) GETSTRUCT(tuple))->typnamespace;
+	ReleaseSysCache(tuple);
+	return schema;
+}
+
+static void
+SetSearchPath(const char *path)
+{
+	(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+static Datum
+TextArray(List *strings)
+{
+	int			n = list_length(strings);
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	int			i = 0;
+	ListCell   *lc;
+
+	foreach(lc, strings)
+		elems[i++] = CStringGetTextDatum((char *) lfirst(lc));
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * pipeline.aggregate_describe(query, search_path): check an aggregate's
+ * query and return its parts, deparsed with qualified names.
+ */
+Datum
+pipeline_aggregate_describe(PG_FUNCTION_ARGS)
+{
+	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *search_path = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int			nestlevel = NewGUCNestLevel();
+	List	   *raws;
+	RawStmt    *raw;
+	Query	   *query;
+	RangeTblEntry *rte;
+	List	   *deparse_context;
+	List	   *names = NIL,
+			   *exprs = NIL,
+			   *kinds = NIL,
+			   *types = NIL,
+			   *state_types = NIL,
+			   *schemas = NIL;
+	int			nkeys = 0;
+	ListCell   *lc;
+	StringInfoData internal_path;
+	char	   *where_clause = NULL;
+	TupleDesc	result_desc;
+	Datum		values[8];
+	bool		nulls[8] = {false};
+
+	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	/* names in the query mean what they mean to the caller */
+	SetSearchPath(search_path);
+	raws = raw_parser(sql, RAW_PARSE_DEFAULT);
+	if (list_length(raws) != 1 || !IsA(linitial_node(RawStmt, raws)->stmt, SelectStmt))
+		RefuseQuery("the query of an aggregate must be one SELECT",
+					"Write SELECT keys, aggregates FROM table GROUP BY keys, without a trailing statement.");
+	raw = linitial_node(RawStmt, raws);
+	query = parse_analyze_fixedparams(raw, sql, NULL, 0, NULL);
+	CheckQueryShape(query);
+	rte = linitial_node(RangeTblEntry, query->rtable);
+	if (pg_class_aclcheck(rte->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(rte->relid)),
+				 errhint("An aggregate reads its table as the role that creates it: that role needs SELECT on it.")));
+
+	/* the stored text must not depend on anybody's search_path */
+	SetSearchPath("pg_catalog, pg_temp");
+	deparse_context = deparse_context_for("src", rte->relid);
+
+	foreach(lc, query->groupClause)
+	{
+		SortGroupClause *sgc = lfirst_node(SortGroupClause, lc);
+		TargetEntry *tle = get_sortgroupclause_tle(sgc, query->targetList);
+
+		if (tle->resjunk)
+			RefuseQuery("every GROUP BY expression of an aggregate must be in its select list",
+						"Select each key, so that the output table has a column for it.");
+	}
+
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		char	   *name = tle->resname;
+		ListCell   *lc2;
+
+		if (tle->resjunk)
+			continue;
+		if (name == NULL || strcmp(name, "?column?") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+					 errmsg("column %d of the aggregate's query has no name", tle->resno),
+					 errhint("Name it with AS, for example date_trunc('day', ts) AS day.")));
+		if (strncmp(name, "__", 2) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("column name \"%s\" is reserved", name),
+					 errhint("Names that start with two underscores are pg_pipeline's own; choose another with AS.")));
+		foreach(lc2, names)
+		{
+			if (strcmp((char *) lfirst(lc2), name) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_COLUMN),
+						 errmsg("column name \"%s\" appears more than once in the aggregate's query", name),
+						 errhint("Give each column its own name with AS, for example sum(amount) AS revenue.")));
+		}
+
+		if (IsA(tle->expr, Aggref))
+		{
+			Aggref	   *aggref = (Aggref *) tle->expr;
+
+			CheckCombinable(aggref);
+			kinds = lappend(kinds, "aggregate");
+			types = lappend(types, format_type_be(aggref->aggtype));
+			state_types = lappend(state_types, format_type_be(StateType(aggref)));
+		}
+		else if (tle->ressortgroupref != 0 &&
+				 get_sortgroupref_clause_noerr(tle->ressortgroupref, query->groupClause) != NULL)
+		{
+			Oid			type = exprType((Node *) tle->expr);
+			TypeCacheEntry *tc = lookup_type_cache(type, TYPECACHE_HASH_EXTENDED_PROC);
+			char	   *schema;
+
+			if (!OidIsValid(tc->hash_extended_proc))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot group an aggregate by column \"%s\" of type %s", name, format_type_be(type)),
+						 errhint("Keys need a type with a hash function; cast the key, for example to text.")));
+			kinds = lappend(kinds, "key");
+			types = lappend(types, format_type_with_typemod(type, exprTypmod((Node *) tle->expr)));
+			state_types = lappend(state_types, format_type_with_typemod(type, exprTypmod((Node *) tle->expr)));
+			/* the key type's operators live in its schema */
+			schema = get_namespace_name(TypeSchema(type));
+			if (strcmp(schema, "pg_catalog") != 0 && !list_member(schemas, makeString(schema)))
+				schemas = lappend(schemas, makeString(schema));
+			nkeys++;
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("column \"%s\" of the aggregate's query is neither a GROUP BY key nor an aggregate", name),
+					 errhint("Select keys and bare aggregate calls; compute expressions over them, such as sum(a) / count(*), in a view over the output table.")));
+		names = lappend(names, name);
+		exprs = lappend(exprs, deparse_expression((Node *) tle->expr, deparse_context, true, false));
+	}
+	if (query->jointree->quals)
+		where_clause = deparse_expression(query->jointree->quals, deparse_context, true, false);
+
+	initStringInfo(&internal_path);
+	appendStringInfoString(&internal_path, "pg_catalog");
+	foreach(lc, schemas)
+		appendStringInfo(&internal_path, ", %s", quote_identifier(strVal(lfirst(lc))));
+	appendStringInfoString(&internal_path, ", pg_temp");
+
+	AtEOXact_GUC(true, nestlevel);
+
+	values[0] = ObjectIdGetDatum(rte->relid);
+	values[1] = TextArray(names);
+	values[2] = TextArray(exprs);
+	values[3] = TextArray(kinds);
+	values[4] = TextArray(types);
+	values[5] = TextArray(state_types);
+	values[6] = where_clause ? CStringGetTextDatum(where_clause) : (Datum) 0;
+	nulls[6] = where_clause == NULL;
+	values[7] = CStringGetTextDatum(internal_path.data);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(result_desc), values, nulls)));
+}
+
+/* ---------------------------------------------------------------------
+ * Folding rows into states
+ * ---------------------------------------------------------------------
+ */
+
+/* The definition, read as the current role (row-level security applies) */
+static AggregateDef *
+LoadAggregate(int64 id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(id)};
+	AggregateDef *def;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			n;
+
+	if (SPI_execute_with_args("SELECT owner::oid, source::oid, output::oid, state_table::oid, "
+							  "column_names, column_exprs, key_columns, where_clause, search_path "
+							  "FROM pipeline.aggregates WHERE id OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pipeline.aggregates");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("aggregate " INT64_FORMAT " does not exist", id),
+				 errhint("SELECT name FROM pipeline.aggregates lists the aggregates you own.")));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	def = palloc0(sizeof(AggregateDef));
+	def->id = id;
+	def->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+	def->source = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+	def->output = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+	def->state = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull)),
+					  TEXTOID, -1, false, TYPALIGN_INT, &elems, &elem_nulls, &n);
+	def->ncolumns = n;
+	def->names = palloc(sizeof(char *) * n);
+	for (int i = 0; i < n; i++)
+		def->names[i] = TextDatumGetCString(elems[i]);
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 6, &isnull)),
+					  TEXTOID, -1, false, TYPALIGN_INT, &elems, &elem_nulls, &n);
+	def->exprs = palloc(sizeof(char *) * n);
+	for (int i = 0; i < n; i++)
+		def->exprs[i] = TextDatumGetCString(elems[i]);
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 7, &isnull)),
+					  BOOLOID, 1, true, TYPALIGN_CHAR, &elems, &elem_nulls, &n);
+	def->is_key = palloc(sizeof(bool) * n);
+	for (int i = 0; i < n; i++)
+		def->is_key[i] = DatumGetBool(elems[i]);
+	def->where_clause = SPI_getvalue(tup, desc, 8);
+	def->search_path = SPI_getvalue(tup, desc, 9);
+	return def;
+}
+
+static char *
+QualifiedName(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/* "p.a, p.b": the keys, each prefixed with alias */
+static char *
+KeyList(AggregateDef *def, const char *alias)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < def->ncolumns; i++)
+	{
+		if (!def->is_key[i])
+			continue;
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		if (alias)
+			appendStringInfo(&buf, "%s.", alias);
+		appendStringInfoString(&buf, quote_identifier(def->names[i]));
+	}
+	return buf.data;
+}
+
+/* "s.__group = hash(n keys) AND s.a IS NOT DISTINCT FROM n.a ..." */
+static char *
+KeyMatch(AggregateDef *def, const char *state_alias, const char *other_alias)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s.__group OPERATOR(pg_catalog.=) pg_catalog.hash_record_extended(ROW(%s), 0)",
+					 state_alias, KeyList(def, other_alias));
+	for (int i = 0; i < def->ncolumns; i++)
+	{
+		if (def->is_key[i])
+			appendStringInfo(&buf, " AND %s.%s IS NOT DISTINCT FROM %s.%s",
+							 state_alias, quote_identifier(def->names[i]),
+							 other_alias, quote_identifier(def->names[i]));
+	}
+	return buf.data;
+}
+
+static int
+KeyCount(AggregateDef *def)
+{
+	int			n = 0;
+
+	for (int i = 0; i < def->ncolumns; i++)
+		n += def->is_key[i];
+	return n;
+}
+
+static char *
+GroupByPositions(AggregateDef *def)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < def->ncolumns; i++)
+	{
+		if (def->is_key[i])
+			appendStringInfo(&buf, "%s%d", buf.len > 0 ? ", " : "", i + 1);
+	}
+	return buf.data;
+}
+
+/*
+ * The user's query over "from", with a row count, to run in partial mode;
+ * with only_touched, restricted to the groups in pipeline_touched.
+ */
+static char *
+PartialQuery(AggregateDef *def, const char *from, bool only_touched)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int i = 0; i < def->ncolumns; i++)
+		appendStringInfo(&sql, "%s AS %s, ", def->exprs[i], quote_identifier(def->names[i]));
+	appendStringInfo(&sql, "pg_catalog.count(*) AS __rows FROM %s src WHERE %s", from,
+					 def->where_clause ? def->where_clause : "true");
+	if (only_touched)
+	{
+		appendStringInfoString(&sql, " AND EXISTS (SELECT FROM pipeline_touched t WHERE true");
+		for (int i = 0; i < def->ncolumns; i++)
+		{
+			if (def->is_key[i])
+				appendStringInfo(&sql, " AND t.%s IS NOT DISTINCT FROM (%s)",
+								 quote_identifier(def->names[i]), def->exprs[i]);
+		}
+		appendStringInfoChar(&sql, ')');
+	}
+	appendStringInfo(&sql, " GROUP BY %s", GroupByPositions(def));
+	return sql.data;
+}
+
+/* Grouping over states in "from", with count() standing in for each aggregate */
+static char *
+StateQuery(AggregateDef *def, const char *from)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int i = 0; i < def->ncolumns; i++)
+	{
+		const char *name = quote_identifier(def->names[i]);
+
+		if (def->is_key[i])
+			appendStringInfo(&sql, "%s, ", name);
+		else
+			appendStringInfo(&sql, "pg_catalog.count(%s) AS %s, ", name, name);
+	}
+	appendStringInfo(&sql, "pg_catalog.count(__rows) AS __rows FROM %s GROUP BY %s",
+					 from, GroupByPositions(def));
+	return sql.data;
+}
+
+/* Replace the count() placeholders by the aggregates they stand for */
+static void
+ReplacePlaceholders(Query *query, List *aggrefs)
+{
+	ListCell   *next = list_head(aggrefs);
+	ListCell   *lc;
+
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		Aggref	   *placeholder;
+		Aggref	   *combining;
+
+		if (!IsA(tle->expr, Aggref))
+			continue;
+		placeholder = (Aggref *) tle->expr;
+		combining = copyObject(lfirst_node(Aggref, next));
+		next = lnext(aggrefs, next);
+
+		/* the one argument of a combining aggregate is the state */
+		combining->args = placeholder->args;
+		combining->aggfilter = NULL;
+		combining->aggdirectargs = NIL;
+		combining->aggorder = NIL;
+		combining->aggdistinct = NIL;
+		combining->aggtranstype = InvalidOid;
+		tle->expr = (Expr *) combining;
+	}
+}
+
+static bool
+MarkAggrefs(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Aggref))
+	{
+		mark_partial_aggref((Aggref *) node, *(AggSplit *) context);
+		return false;
+	}
+	return expression_tree_walker(node, MarkAggrefs, context);
+}
+
+/*
+ * Plan one of the three grouping queries and switch its Agg to the given
+ * mode.  Without placeholders the query's own Aggrefs are returned, as
+ * parsed, in *aggrefs.
+ */
+static PlannedStmt *
+PlanGrouping(const char *sql, QueryEnvironment *env, List *placeholders,
+			 AggSplit split, List **aggrefs)
+{
+	List	   *raws = raw_parser(sql, RAW_PARSE_DEFAULT);
+	Query	   *query = parse_analyze_fixedparams(linitial_node(RawStmt, raws), sql, NULL, 0, env);
+	PlannedStmt *stmt;
+	Agg		   *agg;
+
+	if (placeholders)
+		ReplacePlaceholders(query, placeholders);
+	else if (aggrefs)
+	{
+		ListCell   *lc;
+
+		*aggrefs = NIL;
+		foreach(lc, query->targetList)
+		{
+			TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+			if (IsA(tle->expr, Aggref))
+				*aggrefs = lappend(*aggrefs, copyObject(tle->expr));
+		}
+	}
+	query = linitial_node(Query, QueryRewrite(query));
+	stmt = pg_plan_query(query, sql, 0, NULL);
+
+	/* a bare GROUP BY plans as one Agg that projects the select list */
+	if (!IsA(stmt->planTree, Agg))
+		elog(ERROR, "unexpected plan for aggregate query: %s", sql);
+	agg = (Agg *) stmt->planTree;
+	agg->aggsplit = split;
+	(void) expression_tree_walker((Node *) agg->plan.targetlist, MarkAggrefs, &split);
+	(void) expression_tree_walker((Node *) agg->plan.qual, MarkAggrefs, &split);
+	return stmt;
+}
+
+/* Run a plan; its rows end up in a tuplestore */
+static Tuplestorestate *
+RunPlan(PlannedStmt *stmt, const char *sql, QueryEnvironment *env, TupleDesc *desc)
+{
+	Tuplestorestate *rows = tuplestore_begin_heap(false, false, work_mem);
+	DestReceiver *dest = CreateDestReceiver(DestTuplestore);
+	QueryDesc  *qd;
+
+	SetTuplestoreDestReceiverParams(dest, rows, CurrentMemoryContext, false, NULL, NULL);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	qd = CreateQueryDesc(stmt, sql, GetActiveSnapshot(), InvalidSnapshot, dest, NULL, env, 0);
+	ExecutorStart(qd, 0);
+	*desc = CreateTupleDescCopy(qd->tupDesc);
+	ExecutorRun(qd, ForwardScanDirection, 0, true);
+	ExecutorFinish(qd);
+	ExecutorEnd(qd);
+	FreeQueryDesc(qd);
+	PopActiveSnapshot();
+	dest->rDestroy(dest);
+	return rows;
+}
+
+static EphemeralNamedRelation
+MakeEnr(const char *name, Tuplestorestate *rows, Oid relid, TupleDesc desc)
+{
+	EphemeralNamedRelation enr = palloc0(sizeof(EphemeralNamedRelationData));
+
+	enr->md.name = pstrdup(name);
+	enr->md.reliddesc = relid;
+	enr->md.tupdesc = desc;
+	enr->md.enrtype = ENR_NAMED_TUPLESTORE;
+	enr->md.enrtuples = tuplestore_tuple_count(rows);
+	enr->reldata = rows;
+	return enr;
+}
+
+static void
+Execute(const char *sql, int expected)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "%s failed: %s", sql, SPI_result_code_string(rc));
+}
+
+/*
+ * The aggregate's query in partial mode over "rows" (a tuplestore in the
+ * source's rowtype), or over the source table itself when rows is NULL,
+ * then only for the groups in "touched" if given: one serialised state per
+ * group.  Also returns the query's Aggrefs.
+ */
+static Tuplestorestate *
+RunPartial(AggregateDef *def, Tuplestorestate *rows, EphemeralNamedRelation touched,
+		   TupleDesc *desc, List **aggrefs)
+{
+	QueryEnvironment *env = create_queryEnv();
+	char	   *sql;
+	PlannedStmt *stmt;
+
+	if (rows)
+		register_ENR(env, MakeEnr("pipeline_batch", rows, def->source, NULL));
+	if (touched)
+		register_ENR(env, touched);
+	sql = PartialQuery(def, rows ? "pipeline_batch" : QualifiedName(def->source), touched != NULL);
+	stmt = PlanGrouping(sql, env, NIL, AGGSPLIT_INITIAL_SERIAL, aggrefs);
+	return RunPlan(stmt, sql, env, desc);
+}
+
+/*
+ * Combine partial states (from RunPartial) with the stored states of their
+ * groups, store the result and upsert the finished values into the output.
+ * Runs inside SPI, as the aggregate's owner.
+ */
+static void
+Combine(AggregateDef *def, Tuplestorestate *partial, TupleDesc partial_desc, List *aggrefs)
+{
+	QueryEnvironment *env;
+	char	   *state = QualifiedName(def->state);
+	char	   *sql;
+	PlannedStmt *stmt;
+	Tuplestorestate *combine_input,
+			   *combined,
+			   *final;
+	TupleDesc	combined_desc,
+				final_desc;
+	TupleTableSlot *slot;
+	StringInfoData buf;
+
+	if (tuplestore_tuple_count(partial) == 0)
+		return;
+	SPI_register_relation(MakeEnr("pipeline_partial", partial, InvalidOid, partial_desc));
+
+	/*
+	 * Make sure each touched group has a state row, then lock them all in
+	 * one order, so that concurrent writers of a group take turns and never
+	 * deadlock, and read what they hold.
+	 */
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "INSERT INTO %s AS s (%s, __rows, __group) "
+					 "SELECT %s, 0, pg_catalog.hash_record_extended(ROW(%s), 0) FROM pipeline_partial p "
+					 "ORDER BY %d ON CONFLICT DO NOTHING",
+					 state, KeyList(def, NULL), KeyList(def, "p"), KeyList(def, "p"), KeyCount(def) + 2);
+	Execute(buf.data, SPI_OK_INSERT);
+
+	resetStringInfo(&buf);
+	appendStringInfoString(&buf, "SELECT ");
+	for (int i = 0; i < def->ncolumns; i++)
+		appendStringInfo(&buf, "s.%s, ", quote_identifier(def->names[i]));
+	appendStringInfo(&buf, "s.__rows FROM %s s JOIN pipeline_partial p ON %s "
+					 "ORDER BY s.__group FOR UPDATE OF s",
+					 state, KeyMatch(def, "s", "p"));
+	Execute(buf.data, SPI_OK_SELECT);
+
+	combine_input = tuplestore_begin_heap(false, false, work_mem);
+	slot = MakeSingleTupleTableSlot(partial_desc, &TTSOpsMinimalTuple);
+	tuplestore_rescan(partial);
+	while (tuplestore_gettupleslot(partial, true, false, slot))
+		tuplestore_puttupleslot(combine_input, slot);
+	ExecDropSingleTupleTableSlot(slot);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		stored_rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+															  def->ncolumns + 1, &isnull));
+
+		/* a group's new, empty row has no state to combine */
+		if (stored_rows > 0)
+			tuplestore_puttuple(combine_input, SPI_tuptable->vals[i]);
+	}
+
+	/* the new state of every touched group */
+	env = create_queryEnv();
+	register_ENR(env, MakeEnr("pipeline_combine", combine_input, InvalidOid, partial_desc));
+	sql = StateQuery(def, "pipeline_combine");
+	stmt = PlanGrouping(sql, env, aggrefs, AGGSPLIT_COMBINE_SERIAL, NULL);
+	combined = RunPlan(stmt, sql, env, &combined_desc);
+	SPI_register_relation(MakeEnr("pipeline_combined", combined, InvalidOid, combined_desc));
+
+	resetStringInfo(&buf);
+	appendStringInfo(&buf, "UPDATE %s s SET __rows = n.__rows", state);
+	for (int i = 0; i < def->ncolumns; i++)
+	{
+		if (!def->is_key[i])
+			appendStringInfo(&buf, ", %s = n.%s", quote_identifier(def->names[i]),
+							 quote_identifier(def->names[i]));
+	}
+	appendStringInfo(&buf, " FROM pipeline_combined n WHERE %s", KeyMatch(def, "s", "n"));
+	Execute(buf.data, SPI_OK_UPDATE);
+
+	/* finish the values and upsert them into the output table */
+	env = create_queryEnv();
+	register_ENR(env, MakeEnr("pipeline_combined", combined, InvalidOid, combined_desc));
+	sql = StateQuery(def, "pipeline_combined");
+	stmt = PlanGrouping(sql, env, aggrefs, AGGSPLIT_FINAL_DESERIAL, NULL);
+	final = RunPlan(stmt, sql, env, &final_desc);
+	SPI_register_relation(MakeEnr("pipeline_final", final, InvalidOid, final_desc));
+
+	resetStringInfo(&buf);
+	appendStringInfo(&buf, "INSERT INTO %s AS o (", QualifiedName(def->output));
+	for (int i = 0; i < def->ncolumns; i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", quote_identifier(def->names[i]));
+	appendStringInfoString(&buf, ") SELECT ");
+	for (int i = 0; i < def->ncolumns; i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", quote_identifier(def->names[i]));
+	appendStringInfo(&buf, " FROM pipeline_final ON CONFLICT (%s) DO UPDATE SET ", KeyList(def, NULL));
+	for (int i = 0, first = 1; i < def->ncolumns; i++)
+	{
+		if (def->is_key[i])
+			continue;
+		appendStringInfo(&buf, "%s%s = EXCLUDED.%s", first ? "" : ", ",
+						 quote_identifier(def->names[i]), quote_identifier(def->names[i]));
+		first = 0;
+	}
+	Execute(buf.data, SPI_OK_INSERT);
+}
+
+/* Fold new rows (or, with rows NULL, the whole source) into the aggregate */
+static void
+Fold(AggregateDef *def, Tuplestorestate *rows)
+{
+	TupleDesc	desc;
+	List	   *aggrefs;
+	Tuplestorestate *partial = RunPartial(def, rows, NULL, &desc, &aggrefs);
+
+	Combine(def, partial, desc, aggrefs);
+}
+
+/*
+ * Rows were updated or deleted: recompute the groups they belonged to (and,
+ * for updates, now belong to) from the source table.  The state rows are
+ * locked first, so a concurrent writer of those groups commits before the
+ * source is read again, or folds its rows after.
+ */
+static void
+Recompute(AggregateDef *def, Tuplestorestate *old_rows, Tuplestorestate *new_rows)
+{
+	TupleDesc	desc;
+	List	   *aggrefs;
+	Tuplestorestate *touched = RunPartial(def, old_rows, NULL, &desc, &aggrefs);
+	Tuplestorestate *partial;
+	EphemeralNamedRelation touched_enr;
+	StringInfoData buf;
+
+	if (new_rows)
+	{
+		TupleDesc	new_desc;
+		Tuplestorestate *more = RunPartial(def, new_rows, NULL, &new_desc, &aggrefs);
+		TupleTableSlot *slot = MakeSingleTupleTableSlot(new_desc, &TTSOpsMinimalTuple);
+
+		while (tuplestore_gettupleslot(more, true, false, slot))
+			tuplestore_puttupleslot(touched, slot);
+		ExecDropSingleTupleTableSlot(slot);
+	}
+	if (tuplestore_tuple_count(touched) == 0)
+		return;
+	touched_enr = MakeEnr("pipeline_touched", touched, InvalidOid, desc);
+	SPI_register_relation(touched_enr);
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT FROM %s s JOIN pipeline_touched t ON %s ORDER BY s.__group FOR UPDATE OF s",
+					 QualifiedName(def->state), KeyMatch(def, "s", "t"));
+	Execute(buf.data, SPI_OK_SELECT);
+	resetStringInfo(&buf);
+	appendStringInfo(&buf, "DELETE FROM %s s USING pipeline_touched t WHERE %s",
+					 QualifiedName(def->state), KeyMatch(def, "s", "t"));
+	Execute(buf.data, SPI_OK_DELETE);
+	resetStringInfo(&buf);
+	appendStringInfo(&buf, "DELETE FROM %s o USING pipeline_touched t WHERE true",
+					 QualifiedName(def->output));
+	for (int i = 0; i < def->ncolumns; i++)
+	{
+		if (def->is_key[i])
+			appendStringInfo(&buf, " AND o.%s IS NOT DISTINCT FROM t.%s",
+							 quote_identifier(def->names[i]), quote_identifier(def->names[i]));
+	}
+	Execute(buf.data, SPI_OK_DELETE);
+
+	partial = RunPartial(def, NULL, touched_enr, &desc, &aggrefs);
+	Combine(def, partial, desc, aggrefs);
+}
+
+/* The source was truncated: no groups are left */
+static void
+Clear(AggregateDef *def)
+{
+	Execute(psprintf("DELETE FROM %s", QualifiedName(def->state)), SPI_OK_DELETE);
+	Execute(psprintf("DELETE FROM %s", QualifiedName(def->output)), SPI_OK_DELETE);
+}
+
+typedef enum FoldKind
+{
+	FOLD_INSERT,
+	FOLD_UPDATE,
+	FOLD_DELETE,
+	FOLD_TRUNCATE,
+	FOLD_BACKFILL
+} FoldKind;
+
+/*
+ * Run Fold as the aggregate's owner, restricted as in a security-restricted
+ * operation, with the definition's own search_path.
+ */
+static void
+FoldAsOwner(int64 id, Oid owner, FoldKind kind, TriggerData *trigdata)
+{
+	Oid			trigger_relid = trigdata ? RelationGetRelid(trigdata->tg_relation) : InvalidOid;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nestlevel;
+	AggregateDef *def;
+
+	/*
+	 * Whoever writes the table, the aggregate is read and written as its
+	 * owner; the definition itself is visible only to that role.
+	 */
+	if (kind == FOLD_BACKFILL && !has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for aggregate " INT64_FORMAT, id),
+				 errhint("Only the aggregate's owner can fill it.")));
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	SPI_connect();
+	def = LoadAggregate(id);
+	if (def->owner != owner ||
+		(OidIsValid(trigger_relid) && trigger_relid != def->source))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("aggregate " INT64_FORMAT " does not read table \"%s\"", id,
+						get_rel_name(trigger_relid)),
+				 errhint("Do not use pipeline.aggregate_trigger() directly: pipeline.create_aggregate creates its trigger.")));
+	nestlevel = NewGUCNestLevel();
+	SetSearchPath(def->search_path);
+	switch (kind)
+	{
+		case FOLD_INSERT:
+			Fold(def, trigdata->tg_newtable);
+			break;
+		case FOLD_UPDATE:
+			Recompute(def, trigdata->tg_oldtable, trigdata->tg_newtable);
+			break;
+		case FOLD_DELETE:
+			Recompute(def, trigdata->tg_oldtable, NULL);
+			break;
+		case FOLD_TRUNCATE:
+			Clear(def);
+			break;
+		case FOLD_BACKFILL:
+			Execute(psprintf("SELECT FROM %s LIMIT 1", QualifiedName(def->state)), SPI_OK_SELECT);
+			if (SPI_processed > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("aggregate " INT64_FORMAT " already holds states", id),
+						 errhint("Use pipeline.rebuild_aggregate to recompute it.")));
+			Fold(def, NULL);
+			break;
+	}
+	AtEOXact_GUC(true, nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
+}
+
+/*
+ * Trigger: AFTER INSERT, UPDATE, DELETE (each with its transition tables) or
+ * TRUNCATE FOR EACH STATEMENT, with the arguments (aggregate id, owner oid).
+ * pipeline.create_aggregate names them pipeline_aggregate_<id>_<event>.
+ */
+Datum
+pipeline_aggregate_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	FoldKind	kind;
+	int64		id;
+	char		expected_name[NAMEDATALEN];
+	static const char *const suffix[] = {"insert", "update", "delete", "truncate"};
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) || trigdata->tg_trigger->tgnargs != 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("pipeline.aggregate_trigger() must be fired by pg_pipeline's statement triggers"),
+				 errhint("Do not use it directly: pipeline.create_aggregate creates its triggers.")));
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		kind = FOLD_INSERT;
+	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		kind = FOLD_UPDATE;
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		kind = FOLD_DELETE;
+	else
+		kind = FOLD_TRUNCATE;
+
+	id = pg_strtoint64(trigdata->tg_trigger->tgargs[0]);
+	snprintf(expected_name, sizeof(expected_name), "pipeline_aggregate_" INT64_FORMAT "_%s",
+			 id, suffix[kind]);
+	if (strcmp(trigdata->tg_trigger->tgname, expected_name) != 0 ||
+		((kind == FOLD_INSERT || kind == FOLD_UPDATE) && trigdata->tg_newtable == NULL) ||
+		((kind == FOLD_UPDATE || kind == FOLD_DELETE) && trigdata->tg_oldtable == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" is not pg_pipeline's", trigdata->tg_trigger->tgname),
+				 errhint("Do not use pipeline.aggregate_trigger() directly: pipeline.create_aggregate creates its triggers.")));
+
+	FoldAsOwner(id, (Oid) pg_strtoint64(trigdata->tg_trigger->tgargs[1]), kind, trigdata);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * pipeline.aggregate_backfill(id, owner): fold the whole source into the
+ * aggregate, whose states must be empty.
+ */
+Datum
+pipeline_aggregate_backfill(PG_FUNCTION_ARGS)
+{
+	FoldAsOwner(PG_GETARG_INT64(0), PG_GETARG_OID(1), FOLD_BACKFILL, NULL);
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,18 @@
+/*-------------------------------------------------------------------------
+ *
+ * aggregate.h
+ *		Continuous aggregates: GROUP BY queries kept current by folding each
+ *		batch of new rows into stored transition states.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_PIPELINE_AGGREGATE_H
+#define PG_PIPELINE_AGGREGATE_H
+
+#include "fmgr.h"
+
+extern Datum pipeline_aggregate_describe(PG_FUNCTION_ARGS);
+extern Datum pipeline_aggregate_trigger(PG_FUNCTION_ARGS);
+extern Datum pipeline_aggregate_backfill(PG_FUNCTION_ARGS);
+
+#endif
