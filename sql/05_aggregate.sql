@@ -1,0 +1,153 @@
+-- Continuous aggregates: definition, folding of inserts, updates, deletes and
+-- truncation, the consistency check, privileges and every refusal.
+\set SHOW_CONTEXT never
+CREATE TABLE store_sales (store_id integer, product text, amount numeric(10,2), qty integer,
+                    price double precision, ok boolean, flags integer, ts timestamptz);
+INSERT INTO store_sales
+SELECT i % 3, 'p' || (i % 2), i * 1.25, i, i / 7.0, i % 5 <> 0, i, '2026-11-01'::timestamptz + i * interval '5 hours'
+  FROM generate_series(1, 24) i;
+
+-- an aggregate over a table that has rows starts filled (backfill)
+SELECT pipeline.create_aggregate('daily_sales',
+    $$SELECT store_id, date_trunc('day', ts) AS day, count(*) AS sales, sum(amount) AS revenue,
+             avg(amount) AS avg_amount, min(price) AS min_price, max(qty) AS max_qty,
+             stddev(price) AS sd_price, bool_and(ok) AS all_ok, bit_or(flags) AS any_flags,
+             count(*) FILTER (WHERE qty > 10) AS big_sales
+        FROM store_sales WHERE amount > 0 GROUP BY store_id, day$$);
+SELECT name, owner, source, output, state_table, column_names, key_columns, where_clause
+  FROM pipeline.aggregates;
+SELECT column_exprs FROM pipeline.aggregates;
+\d daily_sales
+SELECT * FROM daily_sales ORDER BY store_id, day LIMIT 4;
+SELECT * FROM pipeline.check_aggregate('daily_sales');
+
+-- inserts fold in, including NULL keys, which form a group of their own
+INSERT INTO store_sales VALUES (NULL, 'p1', 10, 1, 0.5, true, 1, '2026-11-02'),
+                         (NULL, 'p1', 20, 2, 1.5, false, 2, '2026-11-02'),
+                         (1, 'p0', -5, 3, 2.5, true, 4, '2026-11-02');
+SELECT * FROM daily_sales WHERE store_id IS NULL;
+INSERT INTO store_sales SELECT i % 4, 'p0', i, i, i / 3.0, true, i, '2026-11-01'::timestamptz + i * interval '3 hours'
+  FROM generate_series(1, 40) i;
+SELECT count(*) AS groups, sum(sales) AS sales FROM daily_sales;
+SELECT * FROM pipeline.check_aggregate('daily_sales');
+
+-- updates and deletes recompute the groups they touch
+UPDATE store_sales SET amount = amount + 100 WHERE store_id = 1;
+DELETE FROM store_sales WHERE store_id = 2 AND qty < 20;
+DELETE FROM store_sales WHERE store_id IS NULL;
+SELECT count(*) FROM daily_sales WHERE store_id IS NULL;
+UPDATE store_sales SET ts = ts + interval '30 days' WHERE store_id = 3;
+SELECT * FROM pipeline.check_aggregate('daily_sales');
+
+-- a rolled-back insert leaves no trace
+BEGIN;
+INSERT INTO store_sales VALUES (9, 'p9', 1, 1, 1, true, 1, '2026-11-05');
+SELECT count(*) FROM daily_sales WHERE store_id = 9;
+ROLLBACK;
+SELECT count(*) FROM daily_sales WHERE store_id = 9;
+
+-- the check reports a tampered output row
+UPDATE daily_sales SET sales = sales + 1 WHERE store_id = 0 AND day = '2026-11-02';
+SELECT group_key, stored->'sales' AS stored_sales, recomputed->'sales' AS recomputed_sales
+  FROM pipeline.check_aggregate('daily_sales');
+SELECT pipeline.rebuild_aggregate('daily_sales');
+SELECT * FROM pipeline.check_aggregate('daily_sales');
+
+-- truncating the table empties the aggregate
+TRUNCATE store_sales;
+SELECT count(*) FROM daily_sales;
+SELECT count(*) FROM daily_sales_state;
+
+-- a second aggregate on the same table, with its output in another schema
+CREATE SCHEMA reports;
+SELECT pipeline.create_aggregate('product_totals',
+    $$SELECT product, sum(qty) AS qty, count(*) AS n FROM store_sales GROUP BY product$$,
+    '{"output": "reports.products"}');
+INSERT INTO store_sales VALUES (1, 'p1', 1, 5, 1, true, 1, now()), (1, NULL, 1, 7, 1, true, 1, now());
+SELECT * FROM reports.products ORDER BY product;
+
+-- refusals
+SELECT pipeline.create_aggregate('daily_sales', $$SELECT store_id, count(*) FROM store_sales GROUP BY 1$$);
+SELECT pipeline.create_aggregate('', $$SELECT store_id, count(*) FROM store_sales GROUP BY 1$$);
+SELECT pipeline.create_aggregate('x', NULL);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, count(*) FROM store_sales GROUP BY 1$$, '{"outptu": "y"}');
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, array_agg(qty) AS qs FROM store_sales GROUP BY 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, string_agg(product, ',') AS ps FROM store_sales GROUP BY 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, count(DISTINCT product) AS n FROM store_sales GROUP BY 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY price) AS p FROM store_sales GROUP BY 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, sum(qty ORDER BY ts) AS q FROM store_sales GROUP BY 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, sum(qty) / count(*) AS mean FROM store_sales GROUP BY 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT count(*) AS n FROM store_sales$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, qty FROM store_sales$$);
+SELECT pipeline.create_aggregate('x', $$SELECT count(*) AS n FROM store_sales GROUP BY store_id$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id + 1, count(*) AS n FROM store_sales GROUP BY 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, count(*) AS n, sum(qty) AS n FROM store_sales GROUP BY 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id AS __key, count(*) AS n FROM store_sales GROUP BY 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, count(*) AS n FROM store_sales GROUP BY 1 HAVING count(*) > 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, count(*) AS n FROM store_sales GROUP BY 1 ORDER BY 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, count(*) AS n FROM store_sales GROUP BY ROLLUP (1)$$);
+SELECT pipeline.create_aggregate('x', $$SELECT s.store_id, count(*) AS n FROM store_sales s JOIN store_sales t USING (qty) GROUP BY 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, count(*) AS n FROM store_sales WHERE qty > (SELECT 1) GROUP BY 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, count(*) AS n FROM store_sales WHERE random() > 0.5 GROUP BY 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, sum(qty) OVER () AS n FROM store_sales GROUP BY 1, qty$$);
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, count(*) AS n FROM store_sales GROUP BY 1; SELECT 1$$);
+SELECT pipeline.create_aggregate('x', $$INSERT INTO store_sales DEFAULT VALUES$$);
+CREATE VIEW sales_view AS SELECT * FROM store_sales;
+SELECT pipeline.create_aggregate('x', $$SELECT store_id, count(*) AS n FROM sales_view GROUP BY 1$$);
+CREATE TABLE points (p point);
+SELECT pipeline.create_aggregate('x', $$SELECT p, count(*) AS n FROM points GROUP BY 1$$);
+SELECT pipeline.create_aggregate('x', $$SELECT p::text AS p, count(*) AS n FROM points GROUP BY 1$$) IS NOT NULL AS text_key_works;
+SELECT pipeline.create_aggregate('y', $$SELECT store_id, count(*) AS n FROM nowhere GROUP BY 1$$);
+SELECT pipeline.create_aggregate('y', $$SELECT store_id, count(*) AS n FROM store_sales GROUP BY 1$$, '{"output": "a.b.c"}');
+SELECT pipeline.drop_aggregate('nope');
+SELECT pipeline.check_aggregate('nope');
+
+-- names resolve with the caller's search_path at creation, and are stored qualified
+CREATE SCHEMA shop;
+CREATE TABLE shop.orders (region text, total numeric);
+SET search_path = shop, public;
+SELECT pipeline.create_aggregate('regions', $$SELECT region, sum(total) AS total FROM orders GROUP BY region$$);
+RESET search_path;
+INSERT INTO shop.orders VALUES ('north', 5), ('north', 7), ('south', 1);
+SELECT * FROM shop.regions ORDER BY region;
+SELECT source, output, column_exprs FROM pipeline.aggregates WHERE name = 'regions';
+
+-- privileges: the creator needs SELECT and TRIGGER; others' aggregates are invisible
+CREATE ROLE agg_reader LOGIN;
+CREATE ROLE agg_writer LOGIN;
+GRANT USAGE ON SCHEMA shop TO agg_reader, agg_writer;
+GRANT SELECT ON shop.orders TO agg_reader;
+GRANT INSERT ON shop.orders TO agg_writer;
+SET ROLE agg_reader;
+SELECT pipeline.create_aggregate('mine', $$SELECT region, count(*) AS n FROM shop.orders GROUP BY 1$$);
+SELECT name FROM pipeline.aggregates;
+SELECT pipeline.drop_aggregate('regions');
+SELECT pipeline.aggregate_backfill(id, owner) FROM (SELECT 1::bigint AS id, 10::oid AS owner) x;
+RESET ROLE;
+SET ROLE agg_writer;
+SELECT pipeline.create_aggregate('mine', $$SELECT region, count(*) AS n FROM shop.orders GROUP BY 1$$);
+-- a writer without rights on the output still feeds it: the aggregate runs as its owner
+INSERT INTO shop.orders VALUES ('west', 3);
+RESET ROLE;
+SELECT * FROM shop.regions ORDER BY region;
+
+-- dropping removes triggers, states and output (or keeps the output)
+SELECT pipeline.drop_aggregate('regions', keep_output => true);
+SELECT count(*) AS regions_rows FROM shop.regions;
+SELECT to_regclass('shop.regions_state') IS NULL AS state_dropped;
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'shop.orders'::regclass;
+SELECT pipeline.drop_aggregate('daily_sales');
+SELECT pipeline.drop_aggregate('product_totals');
+SELECT pipeline.drop_aggregate('x');
+SELECT name FROM pipeline.aggregates;
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'store_sales'::regclass;
+
+-- the trigger function refuses to be used by hand
+CREATE TABLE t (a int);
+CREATE TRIGGER mine AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION pipeline.aggregate_trigger('1', '10');
+INSERT INTO t VALUES (1);
+DROP TABLE t;
+DROP SCHEMA shop CASCADE;
+DROP SCHEMA reports CASCADE;
+DROP ROLE agg_reader;
+DROP ROLE agg_writer;
