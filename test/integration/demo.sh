@@ -4,7 +4,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
 
-plan 8
+plan 9
 
 export DEMO_DIR
 DEMO_DIR=$(mktemp -d)
@@ -30,6 +30,10 @@ until [ "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo -c "SEL
 	[ "$SECONDS" -ge "$deadline" ]; do sleep 0.5; done
 [ "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo -c "SELECT count(*) > $first + 5 FROM pageviews")" = t ]
 ok $? "a live stream lands in the demo's pageviews table"
+
+is "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo \
+	-c "SELECT (SELECT sum(views) FROM views_per_minute) = (SELECT count(*) FROM pageviews)")" t \
+	"the demo's live aggregate counts every page view"
 
 bash test/demo stop >/dev/null 2>&1
 ok $? "demo stop succeeds"
