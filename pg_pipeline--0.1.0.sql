@@ -87,6 +87,7 @@ CREATE TABLE pipeline.kafka_sources (
     on_error text NOT NULL DEFAULT 'dead_letter',
     max_error_rate double precision,
     partitions integer[],
+    store_rows boolean NOT NULL DEFAULT true,
     enabled boolean NOT NULL DEFAULT true,
     generation bigint NOT NULL DEFAULT 1,
     paused_reason text,
@@ -376,7 +377,12 @@ BEGIN
     PERFORM pipeline.check_kafka_settings(options, ARRAY['columns', 'payload_column', 'key_column',
         'partition_column', 'offset_column', 'timestamp_column', 'start', 'batch_size',
         'max_batch_latency_ms', 'parallelism', 'on_error', 'max_error_rate', 'partitions',
-        'kafka_properties']);
+        'store_rows', 'kafka_properties']);
+    IF options ? 'store_rows' AND pg_catalog.jsonb_typeof(options->'store_rows') OPERATOR(pg_catalog.<>) 'boolean' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'option "store_rows" must be true or false',
+            HINT = 'false keeps no rows in the target table: they only feed the aggregates over it.';
+    END IF;
 
     IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) target)
        NOT IN ('r', 'p') THEN
@@ -508,7 +514,8 @@ BEGIN
     BEGIN
         INSERT INTO pipeline.kafka_sources (name, brokers, topic, target, format, columns, paths,
             key_column, partition_column, offset_column, timestamp_column, start_position,
-            batch_size, max_batch_latency_ms, parallelism, on_error, max_error_rate, partitions)
+            batch_size, max_batch_latency_ms, parallelism, on_error, max_error_rate, partitions,
+            store_rows)
         VALUES (name, brokers, topic, target, format, data_columns, data_paths,
             options->>'key_column', options->>'partition_column', options->>'offset_column',
             options->>'timestamp_column',
@@ -519,7 +526,8 @@ BEGIN
             COALESCE(options->>'on_error', 'dead_letter'),
             (options->>'max_error_rate')::float8,
             (SELECT pg_catalog.array_agg(DISTINCT (e #>> '{}')::int)
-               FROM pg_catalog.jsonb_array_elements(options->'partitions') e))
+               FROM pg_catalog.jsonb_array_elements(options->'partitions') e),
+            COALESCE((options->>'store_rows')::boolean, true))
         RETURNING id INTO new_id;
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
@@ -714,7 +722,10 @@ CREATE TABLE pipeline.aggregates (
     key_columns boolean[] NOT NULL,
     where_clause text,
     search_path text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    window_pane text,
+    window_size interval,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK ((window_pane IS NULL) OPERATOR(pg_catalog.=) (window_size IS NULL))
 );
 COMMENT ON TABLE pipeline.aggregates IS
     'continuous aggregates: the query as given, and its keys, aggregates and filter as they are folded; change them with the pipeline.*aggregate functions';
@@ -770,6 +781,16 @@ REVOKE ALL ON FUNCTION pipeline.aggregate_backfill(bigint, oid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline.aggregate_backfill(bigint, oid) TO PUBLIC;
 
 -- Raises the error for an unknown aggregate (others' aggregates are invisible too)
+CREATE FUNCTION pipeline.aggregate_window(aggregate_id bigint, window_end timestamptz)
+RETURNS SETOF record
+LANGUAGE C STRICT STABLE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_aggregate_window';
+COMMENT ON FUNCTION pipeline.aggregate_window(bigint, timestamptz) IS
+    'a sliding window of an aggregate: its panes in (window_end - size, window_end] combined per group of the other keys; query <output>_window() or the view <output>_live instead';
+REVOKE ALL ON FUNCTION pipeline.aggregate_window(bigint, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.aggregate_window(bigint, timestamptz) TO PUBLIC;
+
 CREATE FUNCTION pipeline.aggregate_id(aggregate_name text)
 RETURNS bigint
 LANGUAGE plpgsql STABLE
@@ -813,6 +834,9 @@ DECLARE
     state_columns text := '';
     keys text := '';
     event text;
+    window_pane text;
+    window_size interval;
+    window_columns text := '';
 BEGIN
     IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -824,7 +848,7 @@ BEGIN
             MESSAGE = 'the query of an aggregate must not be null',
             HINT = 'Write SELECT keys, aggregates FROM table GROUP BY keys.';
     END IF;
-    PERFORM pipeline.check_kafka_settings(options, ARRAY['output']);
+    PERFORM pipeline.check_kafka_settings(options, ARRAY['output', 'window']);
     IF EXISTS (SELECT FROM pipeline.aggregates a WHERE a.name OPERATOR(pg_catalog.=) create_aggregate.name) THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
             MESSAGE = pg_catalog.format('aggregate "%s" already exists', name),
@@ -832,6 +856,34 @@ BEGIN
     END IF;
 
     d := pipeline.aggregate_describe(query, search_path);
+    IF options ? 'window' THEN
+        window_pane := options->'window'->>'pane';
+        IF pg_catalog.jsonb_typeof(options->'window') OPERATOR(pg_catalog.<>) 'object'
+           OR window_pane IS NULL OR NOT (options->'window') ? 'size'
+           OR (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(options->'window')) OPERATOR(pg_catalog.<>) 2 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'option "window" must name the pane key and the window size',
+                HINT = 'For example ''{"window": {"pane": "pane", "size": "5 minutes"}}'', with pane a key such as date_bin(''10 seconds'', ts, ''2000-01-01'') AS pane.';
+        END IF;
+        IF NOT EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(d.column_names), pg_catalog.unnest(d.column_kinds),
+                                              pg_catalog.unnest(d.column_types)) AS c(n, k, t)
+                        WHERE c.n OPERATOR(pg_catalog.=) window_pane AND c.k OPERATOR(pg_catalog.=) 'key'
+                          AND c.t OPERATOR(pg_catalog.=) ANY (ARRAY['timestamp with time zone', 'timestamp without time zone', 'date'])) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('pane "%s" is not a time key of the query', window_pane),
+                HINT = 'Group by the pane start, for example date_bin(''10 seconds'', ts, ''2000-01-01'') AS pane, and name it in the option window.';
+        END IF;
+        BEGIN
+            window_size := (options->'window'->>'size')::interval;
+        EXCEPTION WHEN OTHERS THEN
+            window_size := NULL;
+        END;
+        IF window_size IS NULL OR window_size OPERATOR(pg_catalog.<=) '0'::interval THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('invalid window size "%s"', options->'window'->>'size'),
+                HINT = 'Give a positive interval, for example ''5 minutes''.';
+        END IF;
+    END IF;
     IF NOT pg_catalog.has_table_privilege(d.source, 'TRIGGER') THEN
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
             MESSAGE = pg_catalog.format('permission denied to watch table %s', d.source::regclass),
@@ -863,6 +915,10 @@ BEGIN
             OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.column_names[i]) OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) d.column_types[i];
         state_columns := state_columns OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.column_names[i])
             OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) d.state_types[i] OPERATOR(pg_catalog.||) ', ';
+        IF d.column_names[i] IS DISTINCT FROM window_pane THEN
+            window_columns := window_columns OPERATOR(pg_catalog.||) CASE WHEN window_columns OPERATOR(pg_catalog.=) '' THEN '' ELSE ', ' END
+                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.column_names[i]) OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) d.column_types[i];
+        END IF;
         IF d.column_kinds[i] OPERATOR(pg_catalog.=) 'key' THEN
             keys := keys OPERATOR(pg_catalog.||) CASE WHEN keys OPERATOR(pg_catalog.=) '' THEN '' ELSE ', ' END
                 OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.column_names[i]);
@@ -880,13 +936,26 @@ BEGIN
         pg_catalog.format('transition states of aggregate %s, one row per group; written by pg_pipeline only', name));
 
     INSERT INTO pipeline.aggregates (name, query, source, output, state_table, column_names,
-        column_exprs, key_columns, where_clause, search_path)
+        column_exprs, key_columns, where_clause, search_path, window_pane, window_size)
     VALUES (name, query, d.source, output_table::regclass, state_table::regclass, d.column_names,
         d.column_exprs,
         (SELECT pg_catalog.array_agg(k OPERATOR(pg_catalog.=) 'key' ORDER BY n)
            FROM pg_catalog.unnest(d.column_kinds) WITH ORDINALITY AS t(k, n)),
-        d.where_clause, d.internal_search_path)
+        d.where_clause, d.internal_search_path, window_pane, window_size)
     RETURNING id INTO new_id;
+
+    -- a sliding window is read from the panes: <output>_window(end) and the view <output>_live
+    IF window_pane IS NOT NULL THEN
+        EXECUTE pg_catalog.format(
+            'CREATE FUNCTION %s(window_end timestamptz DEFAULT pg_catalog.now()) RETURNS TABLE (%s) '
+            'LANGUAGE sql STABLE AS %L',
+            pg_catalog.quote_ident(output_parts[1]) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(output_parts[2] OPERATOR(pg_catalog.||) '_window'),
+            window_columns,
+            pg_catalog.format('SELECT * FROM pipeline.aggregate_window(%s, window_end) AS w(%s)', new_id, window_columns));
+        EXECUTE pg_catalog.format('CREATE VIEW %s AS SELECT * FROM %s()',
+            pg_catalog.quote_ident(output_parts[1]) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(output_parts[2] OPERATOR(pg_catalog.||) '_live'),
+            pg_catalog.quote_ident(output_parts[1]) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(output_parts[2] OPERATOR(pg_catalog.||) '_window'));
+    END IF;
 
     -- the triggers lock the table while they are created: no write falls between them and the backfill
     FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
@@ -919,13 +988,25 @@ DECLARE
     event text;
 BEGIN
     SELECT * INTO a FROM pipeline.aggregates g WHERE g.id OPERATOR(pg_catalog.=) pipeline.aggregate_id(drop_aggregate.name);
-    FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
-        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
-            'pipeline_aggregate_' OPERATOR(pg_catalog.||) a.id OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) event, a.source);
-    END LOOP;
+    -- the tables may be gone already (dropped by hand)
+    IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.source) THEN
+        FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+            EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
+                'pipeline_aggregate_' OPERATOR(pg_catalog.||) a.id OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) event, a.source);
+        END LOOP;
+    END IF;
     DELETE FROM pipeline.aggregates g WHERE g.id OPERATOR(pg_catalog.=) a.id;
-    EXECUTE pg_catalog.format('DROP TABLE %s', a.state_table);
-    IF NOT keep_output THEN
+    -- a window's function and view are named after the output table
+    IF a.window_pane IS NOT NULL AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.output) THEN
+        EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS %s(timestamptz) CASCADE',
+            (SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname OPERATOR(pg_catalog.||) '_window')
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              WHERE c.oid OPERATOR(pg_catalog.=) a.output));
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.state_table) THEN
+        EXECUTE pg_catalog.format('DROP TABLE %s', a.state_table);
+    END IF;
+    IF NOT keep_output AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.output) THEN
         EXECUTE pg_catalog.format('DROP TABLE %s', a.output);
     END IF;
 END

@@ -142,6 +142,37 @@ SELECT pipeline.drop_aggregate('x');
 SELECT name FROM pipeline.aggregates;
 SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'store_sales'::regclass;
 
+-- sliding windows: panes kept as groups, combined when read
+CREATE TABLE hits (page text, latency double precision, ts timestamptz);
+SELECT pipeline.create_aggregate('page_load', $$
+    SELECT page, date_bin('10 seconds', ts, '2000-01-01') AS pane, count(*) AS views,
+           avg(latency) AS latency, max(latency) AS worst
+      FROM hits GROUP BY page, pane$$, '{"window": {"pane": "pane", "size": "1 minute"}}');
+INSERT INTO hits SELECT 'p' || (i % 3), i, '2026-11-30 10:00:00+00'::timestamptz + i * interval '1 second'
+  FROM generate_series(0, 299) i;
+SELECT count(*) AS panes FROM page_load;
+-- the panes starting in (10:00:00, 10:01:00], so the events of [10:00:10, 10:01:10)
+SELECT * FROM page_load_window('2026-11-30 10:01:00+00') ORDER BY page;
+SELECT page, count(*) AS views, avg(latency) AS latency, max(latency) AS worst
+  FROM hits WHERE ts >= '2026-11-30 10:00:10+00' AND ts < '2026-11-30 10:01:10+00'
+ GROUP BY page ORDER BY page;
+SELECT * FROM page_load_window('2020-01-01');
+SELECT count(*) FROM page_load_live;  -- now: no events in the last minute
+SELECT window_pane, window_size FROM pipeline.aggregates WHERE name = 'page_load';
+SELECT pipeline.create_aggregate('w', $$SELECT page, date_bin('10 seconds', ts, '2000-01-01') AS pane, count(*) AS n FROM hits GROUP BY 1, 2$$,
+    '{"window": {"pane": "pane"}}');
+SELECT pipeline.create_aggregate('w', $$SELECT page, date_bin('10 seconds', ts, '2000-01-01') AS pane, count(*) AS n FROM hits GROUP BY 1, 2$$,
+    '{"window": {"pane": "page", "size": "1 minute"}}');
+SELECT pipeline.create_aggregate('w', $$SELECT page, date_bin('10 seconds', ts, '2000-01-01') AS pane, count(*) AS n FROM hits GROUP BY 1, 2$$,
+    '{"window": {"pane": "pane", "size": "soon"}}');
+SELECT pipeline.create_aggregate('w', $$SELECT page, date_bin('10 seconds', ts, '2000-01-01') AS pane, count(*) AS n FROM hits GROUP BY 1, 2$$,
+    '{"window": {"pane": "pane", "size": "-1 minute"}}');
+SELECT pipeline.create_aggregate('hits_per_page', $$SELECT page, count(*) AS n FROM hits GROUP BY 1$$);
+SELECT * FROM pipeline.aggregate_window((SELECT id FROM pipeline.aggregates WHERE name = 'hits_per_page'), now()) AS w(p text, n bigint);
+SELECT pipeline.drop_aggregate('hits_per_page');
+SELECT pipeline.drop_aggregate('page_load');
+SELECT to_regclass('page_load_live') IS NULL AS view_dropped, to_regprocedure('page_load_window(timestamptz)') IS NULL AS function_dropped;
+
 -- the trigger function refuses to be used by hand
 CREATE TABLE t (a int);
 CREATE TRIGGER mine AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION pipeline.aggregate_trigger('1', '10');

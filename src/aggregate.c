@@ -34,8 +34,11 @@
 
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_aggregate.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
@@ -71,6 +74,7 @@
 PG_FUNCTION_INFO_V1(pipeline_aggregate_describe);
 PG_FUNCTION_INFO_V1(pipeline_aggregate_trigger);
 PG_FUNCTION_INFO_V1(pipeline_aggregate_backfill);
+PG_FUNCTION_INFO_V1(pipeline_aggregate_window);
 
 /* Combine stored and new states, keeping them serialised */
 #define AGGSPLIT_COMBINE_SERIAL \
@@ -90,6 +94,8 @@ typedef struct AggregateDef
 	bool	   *is_key;
 	char	   *where_clause;	/* deparsed, or NULL */
 	char	   *search_path;	/* for the deparsed text */
+	char	   *window_pane;	/* sliding window: its pane key, or NULL */
+	char	   *window_size;	/* and its length, an interval */
 } AggregateDef;
 
 /* ---------------------------------------------------------------------
@@ -447,7 +453,8 @@ LoadAggregate(int64 id)
 	int			n;
 
 	if (SPI_execute_with_args("SELECT owner::oid, source::oid, output::oid, state_table::oid, "
-							  "column_names, column_exprs, key_columns, where_clause, search_path "
+							  "column_names, column_exprs, key_columns, where_clause, search_path, "
+							  "window_pane, window_size "
 							  "FROM pipeline.aggregates WHERE id OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read pipeline.aggregates");
@@ -483,6 +490,8 @@ LoadAggregate(int64 id)
 		def->is_key[i] = DatumGetBool(elems[i]);
 	def->where_clause = SPI_getvalue(tup, desc, 8);
 	def->search_path = SPI_getvalue(tup, desc, 9);
+	def->window_pane = SPI_getvalue(tup, desc, 10);
+	def->window_size = SPI_getvalue(tup, desc, 11);
 	return def;
 }
 
@@ -740,20 +749,23 @@ Execute(const char *sql, int expected)
 
 /*
  * The aggregate's query in partial mode over "rows" (a tuplestore in the
- * source's rowtype), or over the source table itself when rows is NULL,
+ * source's rowtype, or rows_desc), or over the source table itself when rows
+ * is NULL,
  * then only for the groups in "touched" if given: one serialised state per
  * group.  Also returns the query's Aggrefs.
  */
 static Tuplestorestate *
-RunPartial(AggregateDef *def, Tuplestorestate *rows, EphemeralNamedRelation touched,
-		   TupleDesc *desc, List **aggrefs)
+RunPartial(AggregateDef *def, Tuplestorestate *rows, TupleDesc rows_desc,
+		   EphemeralNamedRelation touched, TupleDesc *desc, List **aggrefs)
 {
 	QueryEnvironment *env = create_queryEnv();
 	char	   *sql;
 	PlannedStmt *stmt;
 
+	/* the rows are in the source's rowtype, unless rows_desc says otherwise */
 	if (rows)
-		register_ENR(env, MakeEnr("pipeline_batch", rows, def->source, NULL));
+		register_ENR(env, MakeEnr("pipeline_batch", rows, rows_desc ? InvalidOid : def->source,
+								  rows_desc));
 	if (touched)
 		register_ENR(env, touched);
 	sql = PartialQuery(def, rows ? "pipeline_batch" : QualifiedName(def->source), touched != NULL);
@@ -871,11 +883,11 @@ Combine(AggregateDef *def, Tuplestorestate *partial, TupleDesc partial_desc, Lis
 
 /* Fold new rows (or, with rows NULL, the whole source) into the aggregate */
 static void
-Fold(AggregateDef *def, Tuplestorestate *rows)
+Fold(AggregateDef *def, Tuplestorestate *rows, TupleDesc rows_desc)
 {
 	TupleDesc	desc;
 	List	   *aggrefs;
-	Tuplestorestate *partial = RunPartial(def, rows, NULL, &desc, &aggrefs);
+	Tuplestorestate *partial = RunPartial(def, rows, rows_desc, NULL, &desc, &aggrefs);
 
 	Combine(def, partial, desc, aggrefs);
 }
@@ -891,7 +903,7 @@ Recompute(AggregateDef *def, Tuplestorestate *old_rows, Tuplestorestate *new_row
 {
 	TupleDesc	desc;
 	List	   *aggrefs;
-	Tuplestorestate *touched = RunPartial(def, old_rows, NULL, &desc, &aggrefs);
+	Tuplestorestate *touched = RunPartial(def, old_rows, NULL, NULL, &desc, &aggrefs);
 	Tuplestorestate *partial;
 	EphemeralNamedRelation touched_enr;
 	StringInfoData buf;
@@ -899,7 +911,7 @@ Recompute(AggregateDef *def, Tuplestorestate *old_rows, Tuplestorestate *new_row
 	if (new_rows)
 	{
 		TupleDesc	new_desc;
-		Tuplestorestate *more = RunPartial(def, new_rows, NULL, &new_desc, &aggrefs);
+		Tuplestorestate *more = RunPartial(def, new_rows, NULL, NULL, &new_desc, &aggrefs);
 		TupleTableSlot *slot = MakeSingleTupleTableSlot(new_desc, &TTSOpsMinimalTuple);
 
 		while (tuplestore_gettupleslot(more, true, false, slot))
@@ -930,7 +942,7 @@ Recompute(AggregateDef *def, Tuplestorestate *old_rows, Tuplestorestate *new_row
 	}
 	Execute(buf.data, SPI_OK_DELETE);
 
-	partial = RunPartial(def, NULL, touched_enr, &desc, &aggrefs);
+	partial = RunPartial(def, NULL, NULL, touched_enr, &desc, &aggrefs);
 	Combine(def, partial, desc, aggrefs);
 }
 
@@ -948,17 +960,19 @@ typedef enum FoldKind
 	FOLD_UPDATE,
 	FOLD_DELETE,
 	FOLD_TRUNCATE,
-	FOLD_BACKFILL
+	FOLD_BACKFILL,
+	FOLD_ROWS					/* rows given by the caller, not a trigger */
 } FoldKind;
 
 /*
  * Run Fold as the aggregate's owner, restricted as in a security-restricted
- * operation, with the definition's own search_path.
+ * operation, with the definition's own search_path.  "table" is the table
+ * whose rows are folded, which must be the aggregate's source.
  */
 static void
-FoldAsOwner(int64 id, Oid owner, FoldKind kind, TriggerData *trigdata)
+FoldAsOwner(int64 id, Oid owner, FoldKind kind, Oid table, TriggerData *trigdata,
+			Tuplestorestate *rows, TupleDesc rows_desc)
 {
-	Oid			trigger_relid = trigdata ? RelationGetRelid(trigdata->tg_relation) : InvalidOid;
 	Oid			save_userid;
 	int			save_sec_context;
 	int			nestlevel;
@@ -979,18 +993,21 @@ FoldAsOwner(int64 id, Oid owner, FoldKind kind, TriggerData *trigdata)
 	SPI_connect();
 	def = LoadAggregate(id);
 	if (def->owner != owner ||
-		(OidIsValid(trigger_relid) && trigger_relid != def->source))
+		(OidIsValid(table) && table != def->source))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("aggregate " INT64_FORMAT " does not read table \"%s\"", id,
-						get_rel_name(trigger_relid)),
+						get_rel_name(table)),
 				 errhint("Do not use pipeline.aggregate_trigger() directly: pipeline.create_aggregate creates its trigger.")));
 	nestlevel = NewGUCNestLevel();
 	SetSearchPath(def->search_path);
 	switch (kind)
 	{
 		case FOLD_INSERT:
-			Fold(def, trigdata->tg_newtable);
+			Fold(def, trigdata->tg_newtable, NULL);
+			break;
+		case FOLD_ROWS:
+			Fold(def, rows, rows_desc);
 			break;
 		case FOLD_UPDATE:
 			Recompute(def, trigdata->tg_oldtable, trigdata->tg_newtable);
@@ -1008,7 +1025,7 @@ FoldAsOwner(int64 id, Oid owner, FoldKind kind, TriggerData *trigdata)
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("aggregate " INT64_FORMAT " already holds states", id),
 						 errhint("Use pipeline.rebuild_aggregate to recompute it.")));
-			Fold(def, NULL);
+			Fold(def, NULL, NULL);
 			break;
 	}
 	AtEOXact_GUC(true, nestlevel);
@@ -1056,7 +1073,8 @@ pipeline_aggregate_trigger(PG_FUNCTION_ARGS)
 				 errmsg("trigger \"%s\" is not pg_pipeline's", trigdata->tg_trigger->tgname),
 				 errhint("Do not use pipeline.aggregate_trigger() directly: pipeline.create_aggregate creates its triggers.")));
 
-	FoldAsOwner(id, (Oid) pg_strtoint64(trigdata->tg_trigger->tgargs[1]), kind, trigdata);
+	FoldAsOwner(id, (Oid) pg_strtoint64(trigdata->tg_trigger->tgargs[1]), kind,
+				RelationGetRelid(trigdata->tg_relation), trigdata, NULL, NULL);
 	return PointerGetDatum(NULL);
 }
 
@@ -1067,6 +1085,174 @@ pipeline_aggregate_trigger(PG_FUNCTION_ARGS)
 Datum
 pipeline_aggregate_backfill(PG_FUNCTION_ARGS)
 {
-	FoldAsOwner(PG_GETARG_INT64(0), PG_GETARG_OID(1), FOLD_BACKFILL, NULL);
+	FoldAsOwner(PG_GETARG_INT64(0), PG_GETARG_OID(1), FOLD_BACKFILL, InvalidOid, NULL, NULL, NULL);
 	PG_RETURN_VOID();
+}
+
+/* Whether a trigger is the INSERT trigger of one of our aggregates */
+static bool
+IsAggregateInsertTrigger(Trigger *trigger)
+{
+	char		expected_name[NAMEDATALEN];
+
+	if (trigger->tgenabled == TRIGGER_DISABLED || trigger->tgnargs != 2 ||
+		!TRIGGER_FOR_INSERT(trigger->tgtype) || TRIGGER_FOR_ROW(trigger->tgtype) ||
+		strcmp(get_func_name(trigger->tgfoid), "aggregate_trigger") != 0 ||
+		get_func_namespace(trigger->tgfoid) != get_namespace_oid("pipeline", false))
+		return false;
+	snprintf(expected_name, sizeof(expected_name), "pipeline_aggregate_%s_insert", trigger->tgargs[0]);
+	return strcmp(trigger->tgname, expected_name) == 0;
+}
+
+/*
+ * Fold the rows of "staging", written by the current transaction, into every
+ * aggregate over "target", as the aggregates' triggers would have folded them
+ * had they been inserted into target.  For Kafka sources that keep no rows.
+ */
+void
+PipelineFoldIntoAggregates(Oid target, Relation staging)
+{
+	Relation	rel = table_open(target, AccessShareLock);
+	Tuplestorestate *rows = NULL;
+
+	for (int i = 0; rel->trigdesc && i < rel->trigdesc->numtriggers; i++)
+	{
+		Trigger    *trigger = &rel->trigdesc->triggers[i];
+
+		if (!IsAggregateInsertTrigger(trigger))
+			continue;
+		if (rows == NULL)
+		{
+			Snapshot	snapshot;
+			TableScanDesc scan;
+			TupleTableSlot *slot = table_slot_create(staging, NULL);
+
+			CommandCounterIncrement();
+			snapshot = RegisterSnapshot(GetLatestSnapshot());
+			rows = tuplestore_begin_heap(false, false, work_mem);
+			scan = table_beginscan(staging, snapshot, 0, NULL);
+			while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+				tuplestore_puttupleslot(rows, slot);
+			table_endscan(scan);
+			UnregisterSnapshot(snapshot);
+			ExecDropSingleTupleTableSlot(slot);
+		}
+		if (tuplestore_tuple_count(rows) == 0)
+			break;
+		FoldAsOwner(pg_strtoint64(trigger->tgargs[0]), (Oid) pg_strtoint64(trigger->tgargs[1]),
+					FOLD_ROWS, target, NULL, rows, RelationGetDescr(staging));
+	}
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * pipeline.aggregate_window(id, window_end): a sliding window read from the
+ * panes of an aggregate: for each group of its other keys, the states of the
+ * panes in (window_end - size, window_end] combined and finished.
+ */
+Datum
+pipeline_aggregate_window(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+	Datum		window_end = PG_GETARG_DATUM(1);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	AggregateDef *def;
+	QueryEnvironment *env;
+	List	   *aggrefs;
+	StringInfoData sql;
+	Oid			argtypes[1] = {TIMESTAMPTZOID};
+	Datum		args[1] = {window_end};
+	Tuplestorestate *panes,
+			   *rows;
+	TupleDesc	panes_desc,
+				rows_desc;
+	TupleTableSlot *slot;
+	PlannedStmt *stmt;
+	int			pane = -1;
+	int			ngroup = 0;
+	int			nestlevel;
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	def = LoadAggregate(id);
+	if (def->window_pane == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("aggregate " INT64_FORMAT " has no sliding window", id),
+				 errhint("Create it with the option window, for example '{\"window\": {\"pane\": \"pane\", \"size\": \"5 minutes\"}}'.")));
+	nestlevel = NewGUCNestLevel();
+	SetSearchPath(def->search_path);
+	for (int i = 0; i < def->ncolumns; i++)
+	{
+		if (def->is_key[i] && strcmp(def->names[i], def->window_pane) == 0)
+			pane = i;
+	}
+	if (pane < 0)
+		elog(ERROR, "pane column \"%s\" of aggregate " INT64_FORMAT " is not a key", def->window_pane, id);
+
+	/* the panes of the window, read under the caller's snapshot */
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int i = 0; i < def->ncolumns; i++)
+		appendStringInfo(&sql, "s.%s, ", quote_identifier(def->names[i]));
+	appendStringInfo(&sql, "s.__rows FROM %s s WHERE s.__rows OPERATOR(pg_catalog.>) 0 "
+					 "AND s.%s OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.-) %s::interval) "
+					 "AND s.%s OPERATOR(pg_catalog.<=) $1",
+					 QualifiedName(def->state), quote_identifier(def->window_pane),
+					 quote_literal_cstr(def->window_size), quote_identifier(def->window_pane));
+	if (SPI_execute_with_args(sql.data, 1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the panes of aggregate " INT64_FORMAT, id);
+	panes = tuplestore_begin_heap(false, false, work_mem);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		tuplestore_puttuple(panes, SPI_tuptable->vals[i]);
+	panes_desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+
+	/* the aggregates, as the partial query parses them */
+	resetStringInfo(&sql);
+	appendStringInfoString(&sql, PartialQuery(def, QualifiedName(def->source), false));
+	(void) PlanGrouping(sql.data, NULL, NIL, AGGSPLIT_INITIAL_SERIAL, &aggrefs);
+
+	/* finish the panes' states per group of the other keys */
+	resetStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int i = 0, first = 1; i < def->ncolumns; i++)
+	{
+		const char *name = quote_identifier(def->names[i]);
+
+		if (i == pane)
+			continue;
+		if (def->is_key[i])
+			appendStringInfo(&sql, "%s%s", first ? "" : ", ", name);
+		else
+			appendStringInfo(&sql, "%spg_catalog.count(%s) AS %s", first ? "" : ", ", name, name);
+		first = 0;
+	}
+	appendStringInfoString(&sql, " FROM pipeline_panes");
+	for (int i = 0, position = 0; i < def->ncolumns; i++)
+	{
+		if (i == pane)
+			continue;
+		position++;
+		if (def->is_key[i])
+			appendStringInfo(&sql, "%s%d", ngroup++ == 0 ? " GROUP BY " : ", ", position);
+	}
+	env = create_queryEnv();
+	register_ENR(env, MakeEnr("pipeline_panes", panes, InvalidOid, panes_desc));
+	stmt = PlanGrouping(sql.data, env, aggrefs, AGGSPLIT_FINAL_DESERIAL, NULL);
+	rows = RunPlan(stmt, sql.data, env, &rows_desc);
+
+	/* a window over no panes at all has no groups, as a GROUP BY query */
+	slot = MakeSingleTupleTableSlot(rows_desc, &TTSOpsMinimalTuple);
+	if (ngroup > 0 || tuplestore_tuple_count(panes) > 0)
+	{
+		while (tuplestore_gettupleslot(rows, true, false, slot))
+		{
+			slot_getallattrs(slot);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, slot->tts_values, slot->tts_isnull);
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	AtEOXact_GUC(true, nestlevel);
+	SPI_finish();
+	return (Datum) 0;
 }

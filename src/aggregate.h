@@ -10,9 +10,12 @@
 #define PG_PIPELINE_AGGREGATE_H
 
 #include "fmgr.h"
+#include "utils/relcache.h"
 
 extern Datum pipeline_aggregate_describe(PG_FUNCTION_ARGS);
 extern Datum pipeline_aggregate_trigger(PG_FUNCTION_ARGS);
 extern Datum pipeline_aggregate_backfill(PG_FUNCTION_ARGS);
+extern Datum pipeline_aggregate_window(PG_FUNCTION_ARGS);
+extern void PipelineFoldIntoAggregates(Oid target, Relation staging);
 
 #endif

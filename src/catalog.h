@@ -39,6 +39,7 @@ typedef struct KafkaSourceDef
 	int			nwanted_partitions; /* 0: every partition of the topic */
 	int32	   *wanted_partitions;
 	bool		enabled;
+	bool		store_rows;		/* false: rows only feed the target's aggregates */
 	List	   *property_names;
 	List	   *property_values;
 } KafkaSourceDef;

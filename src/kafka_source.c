@@ -38,6 +38,7 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/copy.h"
 #include "executor/spi.h"
@@ -63,6 +64,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "aggregate.h"
 #include "catalog.h"
 #include "guc.h"
 #include "kafka_decode.h"
@@ -94,6 +96,7 @@ static KafkaWorkerArgs worker_args;
 static KafkaSourceDef *source;
 static KafkaDecoder *decoder;
 static List *copy_columns;		/* target columns in COPY line order */
+static Oid	staging_table = InvalidOid;	/* when rows are not stored */
 static List *copy_options;
 
 static rd_kafka_t *consumer;
@@ -802,7 +805,17 @@ StoreBatch(void)
 	}
 
 	rel = OpenTarget();
-	CopyWithBisect(rel, 0, batch_count);
+	if (source->store_rows)
+		CopyWithBisect(rel, 0, batch_count);
+	else
+	{
+		/* the rows pass through a temporary table into the target's aggregates */
+		Relation	staging = table_open(staging_table, RowExclusiveLock);
+
+		CopyWithBisect(staging, 0, batch_count);
+		PipelineFoldIntoAggregates(source->target, staging);
+		table_close(staging, NoLock);
+	}
 	table_close(rel, NoLock);
 
 	if (bad_messages != NIL && stop)
@@ -916,6 +929,30 @@ PublishStats(void)
 	PipelineSlotSetStats(worker_args.slotno, &stats);
 }
 
+/*
+ * A source that stores no rows COPYs each batch into a temporary copy of the
+ * target (constraints included, so bad rows still become dead letters),
+ * emptied at each commit, and folds it into the target's aggregates.
+ */
+static void
+CreateStagingTable(void)
+{
+	Relation	target;
+	char	   *sql;
+
+	PipelineSpiBegin();
+	target = table_open(source->target, AccessShareLock);
+	sql = psprintf("CREATE TEMPORARY TABLE pg_pipeline_staging (LIKE %s INCLUDING DEFAULTS "
+				   "INCLUDING CONSTRAINTS INCLUDING GENERATED) ON COMMIT DELETE ROWS",
+				   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(target)),
+											  RelationGetRelationName(target)));
+	table_close(target, AccessShareLock);
+	if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not create the staging table");
+	staging_table = RelnameGetRelid("pg_pipeline_staging");
+	PipelineSpiCommit();
+}
+
 static void
 LoadSource(void)
 {
@@ -950,6 +987,8 @@ PipelineKafkaSourceMain(Datum main_arg)
 		/* librdkafka's threads are created here, after signals are set up */
 		CreateConsumer();
 		PrepareDecoder();
+		if (!source->store_rows)
+			CreateStagingTable();
 		AssignPartitions(DiscoverPartitionCount(), false);
 	}
 	PG_CATCH();
