@@ -924,11 +924,12 @@ BEGIN
                 OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.column_names[i]);
         END IF;
     END LOOP;
-    EXECUTE pg_catalog.format('CREATE TABLE %s (%s)', output_table, output_columns);
+    -- rows are rewritten in place each batch: room on the page keeps the updates HOT
+    EXECUTE pg_catalog.format('CREATE TABLE %s (%s) WITH (fillfactor = 50)', output_table, output_columns);
     EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s) NULLS NOT DISTINCT', output_table, keys);
     EXECUTE pg_catalog.format('COMMENT ON TABLE %s IS %L', output_table,
         pg_catalog.format('output of aggregate %s, kept current by pg_pipeline: one row per group', name));
-    EXECUTE pg_catalog.format('CREATE TABLE %s (%s __rows bigint NOT NULL, __group bigint NOT NULL)',
+    EXECUTE pg_catalog.format('CREATE TABLE %s (%s __rows bigint NOT NULL, __group bigint NOT NULL) WITH (fillfactor = 50)',
         state_table, state_columns);
     EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s) NULLS NOT DISTINCT', state_table, keys);
     EXECUTE pg_catalog.format('CREATE INDEX ON %s (__group)', state_table);
