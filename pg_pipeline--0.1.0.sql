@@ -724,6 +724,7 @@ CREATE TABLE pipeline.aggregates (
     search_path text NOT NULL,
     window_pane text,
     window_size interval,
+    rollup_of bigint REFERENCES pipeline.aggregates (id),
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CHECK ((window_pane IS NULL) OPERATOR(pg_catalog.=) (window_size IS NULL))
 );
@@ -814,6 +815,74 @@ COMMENT ON FUNCTION pipeline.aggregate_id(text) IS
 REVOKE ALL ON FUNCTION pipeline.aggregate_id(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline.aggregate_id(text) TO PUBLIC;
 
+-- Schema and name of an aggregate's output: the option output, else the
+-- aggregate's name beside the table it reads
+CREATE FUNCTION pipeline.aggregate_output_name(name text, output text, beside regclass)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parts text[] := CASE WHEN output IS NULL THEN ARRAY[name] ELSE pg_catalog.parse_ident(output) END;
+BEGIN
+    IF pg_catalog.cardinality(parts) OPERATOR(pg_catalog.=) 1 THEN
+        RETURN ARRAY[(SELECT n.nspname::text FROM pg_catalog.pg_class c
+                        JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                       WHERE c.oid OPERATOR(pg_catalog.=) beside)] OPERATOR(pg_catalog.||) parts;
+    ELSIF pg_catalog.cardinality(parts) OPERATOR(pg_catalog.<>) 2 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_name',
+            MESSAGE = pg_catalog.format('invalid output table name "%s"', output),
+            HINT = 'Name a table, optionally with its schema, for example ''reports.daily_sales''.';
+    END IF;
+    RETURN parts;
+END
+$$;
+COMMENT ON FUNCTION pipeline.aggregate_output_name(text, text, regclass) IS
+    'schema and name of an aggregate''s output table: the option output, else the aggregate''s name beside the given table';
+REVOKE ALL ON FUNCTION pipeline.aggregate_output_name(text, text, regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.aggregate_output_name(text, text, regclass) TO PUBLIC;
+
+-- The output table (finished values) and the state table of an aggregate
+CREATE FUNCTION pipeline.create_aggregate_tables(
+    name text, output_table text, state_table text, column_names text[],
+    column_kinds text[], column_types text[], state_types text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    output_columns text := '';
+    state_columns text := '';
+    keys text := '';
+BEGIN
+    FOR i IN 1 .. pg_catalog.cardinality(column_names) LOOP
+        output_columns := output_columns OPERATOR(pg_catalog.||) CASE WHEN i OPERATOR(pg_catalog.>) 1 THEN ', ' ELSE '' END
+            OPERATOR(pg_catalog.||) pg_catalog.quote_ident(column_names[i]) OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) column_types[i];
+        state_columns := state_columns OPERATOR(pg_catalog.||) pg_catalog.quote_ident(column_names[i])
+            OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) state_types[i] OPERATOR(pg_catalog.||) ', ';
+        IF column_kinds[i] OPERATOR(pg_catalog.=) 'key' THEN
+            keys := keys OPERATOR(pg_catalog.||) CASE WHEN keys OPERATOR(pg_catalog.=) '' THEN '' ELSE ', ' END
+                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(column_names[i]);
+        END IF;
+    END LOOP;
+    -- rows are rewritten in place each batch: room on the page keeps the updates HOT
+    EXECUTE pg_catalog.format('CREATE TABLE %s (%s) WITH (fillfactor = 50)', output_table, output_columns);
+    EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s) NULLS NOT DISTINCT', output_table, keys);
+    EXECUTE pg_catalog.format('COMMENT ON TABLE %s IS %L', output_table,
+        pg_catalog.format('output of aggregate %s, kept current by pg_pipeline: one row per group', name));
+    EXECUTE pg_catalog.format('CREATE TABLE %s (%s __rows bigint NOT NULL, __group bigint NOT NULL) WITH (fillfactor = 50)',
+        state_table, state_columns);
+    EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s) NULLS NOT DISTINCT', state_table, keys);
+    EXECUTE pg_catalog.format('CREATE INDEX ON %s (__group)', state_table);
+    EXECUTE pg_catalog.format('COMMENT ON TABLE %s IS %L', state_table,
+        pg_catalog.format('transition states of aggregate %s, one row per group; written by pg_pipeline only', name));
+END
+$$;
+COMMENT ON FUNCTION pipeline.create_aggregate_tables(text, text, text, text[], text[], text[], text[]) IS
+    'creates the output and state tables of an aggregate; used by pipeline.create_aggregate and pipeline.create_rollup';
+REVOKE ALL ON FUNCTION pipeline.create_aggregate_tables(text, text, text, text[], text[], text[], text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.create_aggregate_tables(text, text, text, text[], text[], text[], text[]) TO PUBLIC;
+
 CREATE FUNCTION pipeline.create_aggregate(
     name text,
     query text,
@@ -827,12 +896,8 @@ DECLARE
     d record;
     new_id bigint;
     output_parts text[];
-    output_schema text;
     output_table text;
     state_table text;
-    output_columns text := '';
-    state_columns text := '';
-    keys text := '';
     event text;
     window_pane text;
     window_size interval;
@@ -865,10 +930,10 @@ BEGIN
                 MESSAGE = 'option "window" must name the pane key and the window size',
                 HINT = 'For example ''{"window": {"pane": "pane", "size": "5 minutes"}}'', with pane a key such as date_bin(''10 seconds'', ts, ''2000-01-01'') AS pane.';
         END IF;
-        IF NOT EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(d.column_names), pg_catalog.unnest(d.column_kinds),
-                                              pg_catalog.unnest(d.column_types)) AS c(n, k, t)
-                        WHERE c.n OPERATOR(pg_catalog.=) window_pane AND c.k OPERATOR(pg_catalog.=) 'key'
-                          AND c.t OPERATOR(pg_catalog.=) ANY (ARRAY['timestamp with time zone', 'timestamp without time zone', 'date'])) THEN
+        IF (SELECT pg_catalog.count(*) FROM ROWS FROM (pg_catalog.unnest(d.column_names), pg_catalog.unnest(d.column_kinds),
+                                                       pg_catalog.unnest(d.column_types)) AS c(n, k, t)
+             WHERE c.n OPERATOR(pg_catalog.=) window_pane AND c.k OPERATOR(pg_catalog.=) 'key'
+               AND c.t OPERATOR(pg_catalog.=) ANY (ARRAY['timestamp with time zone', 'timestamp without time zone', 'date'])) OPERATOR(pg_catalog.=) 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = pg_catalog.format('pane "%s" is not a time key of the query', window_pane),
                 HINT = 'Group by the pane start, for example date_bin(''10 seconds'', ts, ''2000-01-01'') AS pane, and name it in the option window.';
@@ -890,51 +955,19 @@ BEGIN
             HINT = 'An aggregate follows its table with triggers: its owner must grant you TRIGGER on it.';
     END IF;
 
-    -- the output lives beside the source unless its name says otherwise
-    IF options ? 'output' THEN
-        output_parts := pg_catalog.parse_ident(options->>'output');
-    ELSE
-        output_parts := ARRAY[name];
-    END IF;
-    IF pg_catalog.cardinality(output_parts) OPERATOR(pg_catalog.=) 1 THEN
-        SELECT n.nspname INTO output_schema
-          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-         WHERE c.oid OPERATOR(pg_catalog.=) d.source;
-        output_parts := ARRAY[output_schema] OPERATOR(pg_catalog.||) output_parts;
-    ELSIF pg_catalog.cardinality(output_parts) OPERATOR(pg_catalog.<>) 2 THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_name',
-            MESSAGE = pg_catalog.format('invalid output table name "%s"', options->>'output'),
-            HINT = 'Name a table, optionally with its schema, for example ''reports.daily_sales''.';
-    END IF;
+    output_parts := pipeline.aggregate_output_name(name, options->>'output', d.source);
     output_table := pg_catalog.quote_ident(output_parts[1]) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(output_parts[2]);
     state_table := pg_catalog.quote_ident(output_parts[1]) OPERATOR(pg_catalog.||) '.'
         OPERATOR(pg_catalog.||) pg_catalog.quote_ident(output_parts[2] OPERATOR(pg_catalog.||) '_state');
 
     FOR i IN 1 .. pg_catalog.cardinality(d.column_names) LOOP
-        output_columns := output_columns OPERATOR(pg_catalog.||) CASE WHEN i OPERATOR(pg_catalog.>) 1 THEN ', ' ELSE '' END
-            OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.column_names[i]) OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) d.column_types[i];
-        state_columns := state_columns OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.column_names[i])
-            OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) d.state_types[i] OPERATOR(pg_catalog.||) ', ';
         IF d.column_names[i] IS DISTINCT FROM window_pane THEN
             window_columns := window_columns OPERATOR(pg_catalog.||) CASE WHEN window_columns OPERATOR(pg_catalog.=) '' THEN '' ELSE ', ' END
                 OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.column_names[i]) OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) d.column_types[i];
         END IF;
-        IF d.column_kinds[i] OPERATOR(pg_catalog.=) 'key' THEN
-            keys := keys OPERATOR(pg_catalog.||) CASE WHEN keys OPERATOR(pg_catalog.=) '' THEN '' ELSE ', ' END
-                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.column_names[i]);
-        END IF;
     END LOOP;
-    -- rows are rewritten in place each batch: room on the page keeps the updates HOT
-    EXECUTE pg_catalog.format('CREATE TABLE %s (%s) WITH (fillfactor = 50)', output_table, output_columns);
-    EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s) NULLS NOT DISTINCT', output_table, keys);
-    EXECUTE pg_catalog.format('COMMENT ON TABLE %s IS %L', output_table,
-        pg_catalog.format('output of aggregate %s, kept current by pg_pipeline: one row per group', name));
-    EXECUTE pg_catalog.format('CREATE TABLE %s (%s __rows bigint NOT NULL, __group bigint NOT NULL) WITH (fillfactor = 50)',
-        state_table, state_columns);
-    EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s) NULLS NOT DISTINCT', state_table, keys);
-    EXECUTE pg_catalog.format('CREATE INDEX ON %s (__group)', state_table);
-    EXECUTE pg_catalog.format('COMMENT ON TABLE %s IS %L', state_table,
-        pg_catalog.format('transition states of aggregate %s, one row per group; written by pg_pipeline only', name));
+    PERFORM pipeline.create_aggregate_tables(name, output_table, state_table, d.column_names,
+        d.column_kinds, d.column_types, d.state_types);
 
     INSERT INTO pipeline.aggregates (name, query, source, output, state_table, column_names,
         column_exprs, key_columns, where_clause, search_path, window_pane, window_size)
@@ -979,6 +1012,130 @@ COMMENT ON FUNCTION pipeline.create_aggregate(text, text, jsonb, text) IS
 REVOKE ALL ON FUNCTION pipeline.create_aggregate(text, text, jsonb, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline.create_aggregate(text, text, jsonb, text) TO PUBLIC;
 
+CREATE FUNCTION pipeline.aggregate_describe_rollup(
+    base_state regclass,
+    base_keys text[],
+    keys text,
+    search_path text,
+    OUT column_names text[],
+    OUT column_exprs text[],
+    OUT column_types text[])
+RETURNS record
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_aggregate_describe_rollup';
+COMMENT ON FUNCTION pipeline.aggregate_describe_rollup(regclass, text[], text, text) IS
+    'checks the keys of a rollup (expressions over its aggregate''s keys) and returns them as stored';
+REVOKE ALL ON FUNCTION pipeline.aggregate_describe_rollup(regclass, text[], text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.aggregate_describe_rollup(regclass, text[], text, text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.aggregate_rollup_recompute(aggregate_id bigint)
+RETURNS SETOF record
+LANGUAGE C STRICT STABLE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_aggregate_rollup_recompute';
+COMMENT ON FUNCTION pipeline.aggregate_rollup_recompute(bigint) IS
+    'a rollup''s groups recomputed from all of its aggregate''s states; used by pipeline.check_aggregate';
+REVOKE ALL ON FUNCTION pipeline.aggregate_rollup_recompute(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.aggregate_rollup_recompute(bigint) TO PUBLIC;
+
+CREATE FUNCTION pipeline.create_rollup(
+    name text,
+    aggregate text,
+    keys text,
+    options jsonb DEFAULT '{}',
+    search_path text DEFAULT pg_catalog.current_setting('search_path'))
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    base pipeline.aggregates;
+    d record;
+    new_id bigint;
+    output_parts text[];
+    output_table text;
+    state_table text;
+    base_columns record;
+BEGIN
+    IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'rollup name must not be empty',
+            HINT = 'Give the rollup a name, for example ''daily_sales''.';
+    END IF;
+    IF keys IS NULL OR pg_catalog.btrim(keys) OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'the keys of a rollup must not be empty',
+            HINT = 'List its keys as expressions over the aggregate''s keys, for example: store_id, date_trunc(''day'', hour) AS day.';
+    END IF;
+    PERFORM pipeline.check_kafka_settings(options, ARRAY['output']);
+    IF EXISTS (SELECT FROM pipeline.aggregates a WHERE a.name OPERATOR(pg_catalog.=) create_rollup.name) THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = pg_catalog.format('aggregate "%s" already exists', name),
+            HINT = 'Drop it first with pipeline.drop_aggregate, or choose another name.';
+    END IF;
+    SELECT * INTO base FROM pipeline.aggregates g WHERE g.id OPERATOR(pg_catalog.=) pipeline.aggregate_id(aggregate);
+    IF base.rollup_of IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+            MESSAGE = pg_catalog.format('aggregate "%s" is itself a rollup', aggregate),
+            HINT = 'Roll up its aggregate instead, with the coarser keys.';
+    END IF;
+    IF base.owner OPERATOR(pg_catalog.<>) (CURRENT_USER)::regrole THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = pg_catalog.format('only the owner of aggregate "%s" can roll it up', aggregate),
+            HINT = pg_catalog.format('Create the rollup as role %s.', base.owner);
+    END IF;
+
+    d := pipeline.aggregate_describe_rollup(base.state_table,
+        (SELECT pg_catalog.array_agg(c.n ORDER BY c.i) FROM ROWS FROM (pg_catalog.unnest(base.column_names),
+            pg_catalog.unnest(base.key_columns)) WITH ORDINALITY AS c(n, k, i) WHERE c.k),
+        keys, search_path);
+    -- every aggregate of the base, in its order, with its result and state types
+    SELECT pg_catalog.array_agg(c.n ORDER BY c.i) AS names, pg_catalog.array_agg(c.e ORDER BY c.i) AS exprs,
+           pg_catalog.array_agg(pg_catalog.format_type(o.atttypid, o.atttypmod) ORDER BY c.i) AS types,
+           pg_catalog.array_agg(pg_catalog.format_type(st.atttypid, st.atttypmod) ORDER BY c.i) AS state_types
+      INTO base_columns
+      FROM ROWS FROM (pg_catalog.unnest(base.column_names), pg_catalog.unnest(base.column_exprs),
+                      pg_catalog.unnest(base.key_columns)) WITH ORDINALITY AS c(n, e, k, i)
+      JOIN pg_catalog.pg_attribute o ON o.attrelid OPERATOR(pg_catalog.=) base.output AND o.attname OPERATOR(pg_catalog.=) c.n
+      JOIN pg_catalog.pg_attribute st ON st.attrelid OPERATOR(pg_catalog.=) base.state_table AND st.attname OPERATOR(pg_catalog.=) c.n
+     WHERE NOT c.k;
+    IF EXISTS (SELECT FROM pg_catalog.unnest(d.column_names) k WHERE k OPERATOR(pg_catalog.=) ANY (base_columns.names)) THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_column',
+            MESSAGE = 'a key of the rollup has the name of an aggregate column',
+            HINT = pg_catalog.format('The rollup keeps the columns %s; name its keys otherwise.', pg_catalog.array_to_string(base_columns.names, ', '));
+    END IF;
+
+    output_parts := pipeline.aggregate_output_name(name, options->>'output', base.output);
+    output_table := pg_catalog.quote_ident(output_parts[1]) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(output_parts[2]);
+    state_table := pg_catalog.quote_ident(output_parts[1]) OPERATOR(pg_catalog.||) '.'
+        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(output_parts[2] OPERATOR(pg_catalog.||) '_state');
+    PERFORM pipeline.create_aggregate_tables(name, output_table, state_table,
+        d.column_names OPERATOR(pg_catalog.||) base_columns.names,
+        pg_catalog.array_fill('key'::text, ARRAY[pg_catalog.cardinality(d.column_names)])
+            OPERATOR(pg_catalog.||) pg_catalog.array_fill('aggregate'::text, ARRAY[pg_catalog.cardinality(base_columns.names)]),
+        d.column_types OPERATOR(pg_catalog.||) base_columns.types,
+        d.column_types OPERATOR(pg_catalog.||) base_columns.state_types);
+
+    -- the rollup reads the base's states: its source is the base's state table
+    INSERT INTO pipeline.aggregates (name, query, source, output, state_table, column_names,
+        column_exprs, key_columns, where_clause, search_path, rollup_of)
+    VALUES (name, pg_catalog.format('rollup of %s by %s', aggregate, keys), base.state_table,
+        output_table::regclass, state_table::regclass, d.column_names OPERATOR(pg_catalog.||) base_columns.names,
+        d.column_exprs OPERATOR(pg_catalog.||) base_columns.exprs,
+        pg_catalog.array_fill(true, ARRAY[pg_catalog.cardinality(d.column_names)])
+            OPERATOR(pg_catalog.||) pg_catalog.array_fill(false, ARRAY[pg_catalog.cardinality(base_columns.names)]),
+        NULL, base.search_path, base.id)
+    RETURNING id INTO new_id;
+    PERFORM pipeline.aggregate_backfill(new_id, (CURRENT_USER)::regrole::oid);
+    RETURN output_table::regclass;
+END
+$$;
+COMMENT ON FUNCTION pipeline.create_rollup(text, text, text, jsonb, text) IS
+    'creates a rollup of an aggregate (hourly -> daily): the same aggregates over coarser keys, kept current by combining the aggregate''s states, never its finished values; returns the output table';
+REVOKE ALL ON FUNCTION pipeline.create_rollup(text, text, text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.create_rollup(text, text, text, jsonb, text) TO PUBLIC;
+
 CREATE FUNCTION pipeline.drop_aggregate(name text, keep_output boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
@@ -989,8 +1146,14 @@ DECLARE
     event text;
 BEGIN
     SELECT * INTO a FROM pipeline.aggregates g WHERE g.id OPERATOR(pg_catalog.=) pipeline.aggregate_id(drop_aggregate.name);
-    -- the tables may be gone already (dropped by hand)
-    IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.source) THEN
+    IF EXISTS (SELECT FROM pipeline.aggregates g WHERE g.rollup_of OPERATOR(pg_catalog.=) a.id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
+            MESSAGE = pg_catalog.format('aggregate "%s" has rollups', name),
+            HINT = pg_catalog.format('Drop them first: %s.', (SELECT pg_catalog.string_agg(g.name, ', ' ORDER BY g.name)
+                                                               FROM pipeline.aggregates g WHERE g.rollup_of OPERATOR(pg_catalog.=) a.id));
+    END IF;
+    -- the tables may be gone already (dropped by hand); rollups have no triggers
+    IF a.rollup_of IS NULL AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.source) THEN
         FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
             EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
                 'pipeline_aggregate_' OPERATOR(pg_catalog.||) a.id OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) event, a.source);
@@ -1024,12 +1187,18 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     a pipeline.aggregates;
+    r pipeline.aggregates;
 BEGIN
     SELECT * INTO a FROM pipeline.aggregates g WHERE g.id OPERATOR(pg_catalog.=) pipeline.aggregate_id(rebuild_aggregate.name);
     -- writers wait for the rebuild; readers keep seeing the old output until it commits
     EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', a.source);
     EXECUTE pg_catalog.format('DELETE FROM %s', a.state_table);
     EXECUTE pg_catalog.format('DELETE FROM %s', a.output);
+    -- the backfill feeds the rollups, which start empty too
+    FOR r IN SELECT * FROM pipeline.aggregates g WHERE g.rollup_of OPERATOR(pg_catalog.=) a.id LOOP
+        EXECUTE pg_catalog.format('DELETE FROM %s', r.state_table);
+        EXECUTE pg_catalog.format('DELETE FROM %s', r.output);
+    END LOOP;
     PERFORM pipeline.aggregate_backfill(a.id, a.owner::oid);
 END
 $$;
@@ -1054,6 +1223,7 @@ DECLARE
     key_refs text := '';
     column_type regtype;
     column_name text;
+    fresh_query text;
 BEGIN
     SELECT * INTO a FROM pipeline.aggregates g WHERE g.id OPERATOR(pg_catalog.=) pipeline.aggregate_id(check_aggregate.name);
     FOR i IN 1 .. pg_catalog.cardinality(a.column_names) LOOP
@@ -1079,15 +1249,28 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
+    IF a.rollup_of IS NULL THEN
+        -- the aggregate's query over its table
+        fresh_query := pg_catalog.format('SELECT %s pg_catalog.hash_record_extended(ROW(%s), 0) AS __group FROM %s src WHERE %s GROUP BY %s',
+            fresh, pg_catalog.substr(key_exprs, 3), a.source, COALESCE(a.where_clause, 'true'), group_by);
+    ELSE
+        -- a rollup: all of its base's states combined afresh
+        fresh_query := pg_catalog.format('SELECT r.*, pg_catalog.hash_record_extended(ROW(%s), 0) AS __group '
+                                         'FROM pipeline.aggregate_rollup_recompute(%s) AS r(%s, __rows bigint)',
+            pg_catalog.replace(pg_catalog.substr(key_refs, 3), 'o.', 'r.'), a.id,
+            (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(t.attname) OPERATOR(pg_catalog.||) ' '
+                                          OPERATOR(pg_catalog.||) pg_catalog.format_type(t.atttypid, t.atttypmod), ', ' ORDER BY c.n)
+               FROM pg_catalog.unnest(a.column_names) WITH ORDINALITY AS c(name, n)
+               JOIN pg_catalog.pg_attribute t ON t.attrelid OPERATOR(pg_catalog.=) a.output AND t.attname OPERATOR(pg_catalog.=) c.name));
+    END IF;
     RETURN QUERY EXECUTE pg_catalog.format(
-        'WITH f AS (SELECT %s pg_catalog.hash_record_extended(ROW(%s), 0) AS __group FROM %s src WHERE %s GROUP BY %s), '
+        'WITH f AS (%s), '
         ' s AS (SELECT o.*, pg_catalog.hash_record_extended(ROW(%s), 0) AS __group FROM %s o) '
         'SELECT pg_catalog.jsonb_build_object(%s), pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.-) ''__group'', '
-        '       pg_catalog.to_jsonb(f) OPERATOR(pg_catalog.-) ''__group'' '
+        '       pg_catalog.to_jsonb(f) OPERATOR(pg_catalog.-) ''__group'' OPERATOR(pg_catalog.-) ''__rows'' '
         '  FROM f FULL JOIN s ON f.__group OPERATOR(pg_catalog.=) s.__group '
         ' WHERE f.__group IS NULL OR s.__group IS NULL %s',
-        fresh, pg_catalog.substr(key_exprs, 3), a.source, COALESCE(a.where_clause, 'true'), group_by,
-        pg_catalog.substr(key_refs, 3), a.output, pg_catalog.substr(key_object, 3), differs);
+        fresh_query, pg_catalog.substr(key_refs, 3), a.output, pg_catalog.substr(key_object, 3), differs);
 END
 $$;
 COMMENT ON FUNCTION pipeline.check_aggregate(text) IS

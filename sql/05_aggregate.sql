@@ -173,6 +173,38 @@ SELECT pipeline.drop_aggregate('hits_per_page');
 SELECT pipeline.drop_aggregate('page_load');
 SELECT to_regclass('page_load_live') IS NULL AS view_dropped, to_regprocedure('page_load_window(timestamptz)') IS NULL AS function_dropped;
 
+-- rollups combine an aggregate's states (hourly -> daily), never its finished values
+CREATE TABLE ticks (store_id integer, amount numeric(10,2), price double precision, ts timestamptz);
+INSERT INTO ticks SELECT i % 4, i * 0.5, i / 3.0, '2026-11-01 00:00+00'::timestamptz + i * interval '37 minutes'
+  FROM generate_series(1, 500) i;
+SELECT pipeline.create_aggregate('hourly', $$SELECT store_id, date_trunc('hour', ts) AS hour, count(*) AS n,
+    sum(amount) AS total, avg(amount) AS mean, max(price) AS top FROM ticks GROUP BY 1, 2$$);
+SELECT pipeline.create_rollup('daily', 'hourly', $$store_id, date_trunc('day', hour) AS day$$);
+SELECT name, query, rollup_of IS NOT NULL AS is_rollup, column_exprs FROM pipeline.aggregates WHERE name = 'daily';
+SELECT * FROM daily ORDER BY store_id, day LIMIT 3;
+SELECT store_id, date_trunc('day', ts) AS day, count(*) AS n, sum(amount) AS total, avg(amount) AS mean, max(price) AS top
+  FROM ticks GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 3;
+INSERT INTO ticks SELECT i % 5, i, i, '2026-11-01 00:00+00'::timestamptz + i * interval '11 minutes' FROM generate_series(1, 300) i;
+UPDATE ticks SET amount = amount * 2 WHERE store_id = 2;
+DELETE FROM ticks WHERE store_id = 3 AND amount < 50;
+SELECT * FROM pipeline.check_aggregate('daily');
+SELECT (SELECT sum(n) FROM daily) = (SELECT count(*) FROM ticks) AS every_row_counted_once;
+SELECT pipeline.rebuild_aggregate('hourly');
+SELECT * FROM pipeline.check_aggregate('daily');
+-- refusals
+SELECT pipeline.create_rollup('weekly', 'daily', $$store_id$$);
+SELECT pipeline.create_rollup('bad', 'hourly', $$n$$);
+SELECT pipeline.create_rollup('bad', 'hourly', $$store_id AS n$$);
+SELECT pipeline.create_rollup('bad', 'hourly', $$store_id + 1$$);
+SELECT pipeline.create_rollup('bad', 'hourly', $$count(*) AS c$$);
+SELECT pipeline.create_rollup('bad', 'hourly', '');
+SELECT pipeline.create_rollup('bad', 'nope', $$store_id$$);
+SELECT pipeline.drop_aggregate('hourly');
+TRUNCATE ticks;
+SELECT count(*) FROM daily;
+SELECT pipeline.drop_aggregate('daily');
+SELECT pipeline.drop_aggregate('hourly');
+
 -- the trigger function refuses to be used by hand
 CREATE TABLE t (a int);
 CREATE TRIGGER mine AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION pipeline.aggregate_trigger('1', '10');

@@ -75,6 +75,8 @@ PG_FUNCTION_INFO_V1(pipeline_aggregate_describe);
 PG_FUNCTION_INFO_V1(pipeline_aggregate_trigger);
 PG_FUNCTION_INFO_V1(pipeline_aggregate_backfill);
 PG_FUNCTION_INFO_V1(pipeline_aggregate_window);
+PG_FUNCTION_INFO_V1(pipeline_aggregate_describe_rollup);
+PG_FUNCTION_INFO_V1(pipeline_aggregate_rollup_recompute);
 
 /* Combine stored and new states, keeping them serialised */
 #define AGGSPLIT_COMBINE_SERIAL \
@@ -96,6 +98,7 @@ typedef struct AggregateDef
 	char	   *search_path;	/* for the deparsed text */
 	char	   *window_pane;	/* sliding window: its pane key, or NULL */
 	char	   *window_size;	/* and its length, an interval */
+	int64		rollup_of;		/* a rollup: the aggregate whose states it combines, or 0 */
 } AggregateDef;
 
 /* ---------------------------------------------------------------------
@@ -270,6 +273,13 @@ SetSearchPath(const char *path)
 							 GUC_ACTION_SAVE, true, 0, false);
 }
 
+static char *
+QualifiedName(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
 static Datum
 TextArray(List *strings)
 {
@@ -433,6 +443,110 @@ pipeline_aggregate_describe(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(result_desc), values, nulls)));
 }
 
+/*
+ * pipeline.aggregate_describe_rollup(base_state, base_keys, keys, search_path):
+ * check the keys of a rollup, expressions over the base aggregate's keys such
+ * as "store_id, date_trunc('day', hour) AS day", and return them deparsed.
+ */
+Datum
+pipeline_aggregate_describe_rollup(PG_FUNCTION_ARGS)
+{
+	Oid			base_state = PG_GETARG_OID(0);
+	ArrayType  *base_keys_array = PG_GETARG_ARRAYTYPE_P(1);
+	char	   *keys = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *search_path = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	int			nestlevel = NewGUCNestLevel();
+	char	   *sql;
+	List	   *raws;
+	Query	   *query;
+	List	   *deparse_context;
+	List	   *names = NIL,
+			   *exprs = NIL,
+			   *types = NIL;
+	Datum	   *base_keys;
+	bool	   *base_key_nulls;
+	int			nbase_keys;
+	ListCell   *lc;
+	TupleDesc	result_desc;
+	Datum		values[3];
+	bool		nulls[3] = {false};
+
+	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	deconstruct_array(base_keys_array, TEXTOID, -1, false, TYPALIGN_INT,
+					  &base_keys, &base_key_nulls, &nbase_keys);
+
+	SetSearchPath(search_path);
+	sql = psprintf("SELECT %s FROM %s", keys, QualifiedName(base_state));
+	raws = raw_parser(sql, RAW_PARSE_DEFAULT);
+	if (list_length(raws) != 1 || !IsA(linitial_node(RawStmt, raws)->stmt, SelectStmt))
+		RefuseQuery("the keys of a rollup must be a list of expressions",
+					"For example 'store_id, date_trunc(''day'', hour) AS day'.");
+	query = parse_analyze_fixedparams(linitial_node(RawStmt, raws), sql, NULL, 0, NULL);
+	if (query->hasAggs || query->hasWindowFuncs || query->hasTargetSRFs || query->hasSubLinks ||
+		query->jointree->quals != NULL || list_length(query->rtable) != 1 ||
+		contain_volatile_functions((Node *) query->targetList))
+		RefuseQuery("the keys of a rollup must be plain expressions over the keys of its aggregate",
+					"The rollup combines every aggregate of its base; list only its keys, for example 'store_id, date_trunc(''day'', hour) AS day'.");
+
+	SetSearchPath("pg_catalog, pg_temp");
+	deparse_context = deparse_context_for("src", base_state);
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		char	   *name = tle->resname;
+		Oid			type = exprType((Node *) tle->expr);
+		List	   *vars = pull_var_clause((Node *) tle->expr, 0);
+		ListCell   *lc2;
+
+		if (name == NULL || strcmp(name, "?column?") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+					 errmsg("key %d of the rollup has no name", tle->resno),
+					 errhint("Name it with AS, for example date_trunc('day', hour) AS day.")));
+		if (strncmp(name, "__", 2) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("column name \"%s\" is reserved", name),
+					 errhint("Names that start with two underscores are pg_pipeline's own; choose another with AS.")));
+		foreach(lc2, names)
+		{
+			if (strcmp((char *) lfirst(lc2), name) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_COLUMN),
+						 errmsg("key \"%s\" appears more than once in the rollup", name),
+						 errhint("Give each key its own name with AS.")));
+		}
+		foreach(lc2, vars)
+		{
+			char	   *column = get_attname(base_state, lfirst_node(Var, lc2)->varattno, false);
+			bool		is_key = false;
+
+			for (int i = 0; i < nbase_keys; i++)
+				is_key |= strcmp(TextDatumGetCString(base_keys[i]), column) == 0;
+			if (!is_key)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("key \"%s\" of the rollup uses column \"%s\", which is not a key of its aggregate", name, column),
+						 errhint("A rollup regroups the aggregate's groups: its keys can use only the aggregate's keys, and it combines every aggregate.")));
+		}
+		if (!OidIsValid(lookup_type_cache(type, TYPECACHE_HASH_EXTENDED_PROC)->hash_extended_proc))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot group a rollup by key \"%s\" of type %s", name, format_type_be(type)),
+					 errhint("Keys need a type with a hash function; cast the key, for example to text.")));
+		names = lappend(names, name);
+		exprs = lappend(exprs, deparse_expression((Node *) tle->expr, deparse_context, true, false));
+		types = lappend(types, format_type_with_typemod(type, exprTypmod((Node *) tle->expr)));
+	}
+	AtEOXact_GUC(true, nestlevel);
+
+	values[0] = TextArray(names);
+	values[1] = TextArray(exprs);
+	values[2] = TextArray(types);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(result_desc), values, nulls)));
+}
+
 /* ---------------------------------------------------------------------
  * Folding rows into states
  * ---------------------------------------------------------------------
@@ -454,7 +568,7 @@ LoadAggregate(int64 id)
 
 	if (SPI_execute_with_args("SELECT owner::oid, source::oid, output::oid, state_table::oid, "
 							  "column_names, column_exprs, key_columns, where_clause, search_path, "
-							  "window_pane, window_size "
+							  "window_pane, window_size, COALESCE(rollup_of, 0) "
 							  "FROM pipeline.aggregates WHERE id OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read pipeline.aggregates");
@@ -492,14 +606,8 @@ LoadAggregate(int64 id)
 	def->search_path = SPI_getvalue(tup, desc, 9);
 	def->window_pane = SPI_getvalue(tup, desc, 10);
 	def->window_size = SPI_getvalue(tup, desc, 11);
+	def->rollup_of = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
 	return def;
-}
-
-static char *
-QualifiedName(Oid relid)
-{
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  get_rel_name(relid));
 }
 
 /* "p.a, p.b": the keys, each prefixed with alias */
@@ -775,11 +883,16 @@ RunPartial(AggregateDef *def, Tuplestorestate *rows, TupleDesc rows_desc,
 
 /*
  * Combine partial states (from RunPartial) with the stored states of their
- * groups, store the result and upsert the finished values into the output.
- * Runs inside SPI, as the aggregate's owner.
+ * groups, store the result and upsert the finished values into the output;
+ * with feed_rollups, pass the partial states on to the rollups.  Runs inside
+ * SPI, as the aggregate's owner.
  */
+static void FoldRollups(AggregateDef *def, Tuplestorestate *partial, TupleDesc partial_desc,
+						List *aggrefs);
+
 static void
-Combine(AggregateDef *def, Tuplestorestate *partial, TupleDesc partial_desc, List *aggrefs)
+Combine(AggregateDef *def, Tuplestorestate *partial, TupleDesc partial_desc, List *aggrefs,
+		bool feed_rollups)
 {
 	QueryEnvironment *env;
 	char	   *state = QualifiedName(def->state);
@@ -879,6 +992,211 @@ Combine(AggregateDef *def, Tuplestorestate *partial, TupleDesc partial_desc, Lis
 		first = 0;
 	}
 	Execute(buf.data, SPI_OK_INSERT);
+
+	SPI_unregister_relation("pipeline_partial");
+	SPI_unregister_relation("pipeline_combined");
+	SPI_unregister_relation("pipeline_final");
+	if (feed_rollups)
+		FoldRollups(def, partial, partial_desc, aggrefs);
+}
+
+/* ---------------------------------------------------------------------
+ * Rollups: aggregates of an aggregate's states (hourly -> daily)
+ * ---------------------------------------------------------------------
+ */
+
+/* The rollups of an aggregate (the owner's: a rollup has its base's owner) */
+static List *
+LoadRollups(AggregateDef *def)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(def->id)};
+	List	   *ids = NIL;
+	List	   *rollups = NIL;
+	ListCell   *lc;
+
+	if (SPI_execute_with_args("SELECT id FROM pipeline.aggregates WHERE rollup_of OPERATOR(pg_catalog.=) $1 ORDER BY id",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pipeline.aggregates");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64	   *id = palloc(sizeof(int64));
+
+		*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		ids = lappend(ids, id);
+	}
+	foreach(lc, ids)
+		rollups = lappend(rollups, LoadAggregate(*(int64 *) lfirst(lc)));
+	return rollups;
+}
+
+/*
+ * Group states of the base aggregate (in "pipeline_base": its keys, states
+ * and __rows) by the rollup's keys, in the given mode: combining (states of
+ * the rollup's groups) or final (their finished values).
+ */
+static Tuplestorestate *
+GroupBaseStates(AggregateDef *rollup, Tuplestorestate *base_states, TupleDesc base_desc,
+				List *aggrefs, AggSplit split, TupleDesc *desc)
+{
+	QueryEnvironment *env = create_queryEnv();
+	StringInfoData sql;
+	PlannedStmt *stmt;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int i = 0; i < rollup->ncolumns; i++)
+	{
+		const char *name = quote_identifier(rollup->names[i]);
+
+		if (rollup->is_key[i])
+			appendStringInfo(&sql, "%s AS %s, ", rollup->exprs[i], name);
+		else
+			appendStringInfo(&sql, "pg_catalog.count(src.%s) AS %s, ", name, name);
+	}
+	appendStringInfo(&sql, "pg_catalog.count(src.__rows) AS __rows FROM pipeline_base src GROUP BY %s",
+					 GroupByPositions(rollup));
+	register_ENR(env, MakeEnr("pipeline_base", base_states, InvalidOid, base_desc));
+	stmt = PlanGrouping(sql.data, env, aggrefs, split, NULL);
+	return RunPlan(stmt, sql.data, env, desc);
+}
+
+/* Fold a base aggregate's partial states into each of its rollups */
+static void
+FoldRollups(AggregateDef *def, Tuplestorestate *partial, TupleDesc partial_desc, List *aggrefs)
+{
+	ListCell   *lc;
+
+	foreach(lc, LoadRollups(def))
+	{
+		AggregateDef *rollup = lfirst(lc);
+		TupleDesc	desc;
+		Tuplestorestate *states = GroupBaseStates(rollup, partial, partial_desc, aggrefs,
+												  AGGSPLIT_COMBINE_SERIAL, &desc);
+
+		Combine(rollup, states, desc, aggrefs, false);
+	}
+}
+
+/*
+ * The stored states of a base aggregate (keys, states, __rows), all of them
+ * or, with "touched", those whose rollup keys are in pipeline_rollup_touched.
+ */
+static Tuplestorestate *
+BaseStates(AggregateDef *base, AggregateDef *rollup, bool touched, TupleDesc *desc)
+{
+	StringInfoData sql;
+	Tuplestorestate *states = tuplestore_begin_heap(false, false, work_mem);
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int i = 0; i < base->ncolumns; i++)
+		appendStringInfo(&sql, "src.%s, ", quote_identifier(base->names[i]));
+	appendStringInfo(&sql, "src.__rows FROM %s src WHERE src.__rows OPERATOR(pg_catalog.>) 0",
+					 QualifiedName(base->state));
+	if (touched)
+	{
+		appendStringInfoString(&sql, " AND EXISTS (SELECT FROM pipeline_rollup_touched t WHERE true");
+		for (int i = 0; i < rollup->ncolumns; i++)
+		{
+			if (rollup->is_key[i])
+				appendStringInfo(&sql, " AND t.%s IS NOT DISTINCT FROM (%s)",
+								 quote_identifier(rollup->names[i]), rollup->exprs[i]);
+		}
+		appendStringInfoChar(&sql, ')');
+	}
+	Execute(sql.data, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		tuplestore_puttuple(states, SPI_tuptable->vals[i]);
+	*desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+	return states;
+}
+
+/*
+ * The base recomputed the groups in pipeline_touched: recompute the rollup
+ * groups they belong to from the base's states.
+ */
+static void
+RecomputeRollups(AggregateDef *def, List *aggrefs)
+{
+	ListCell   *lc;
+
+	foreach(lc, LoadRollups(def))
+	{
+		AggregateDef *rollup = lfirst(lc);
+		StringInfoData sql;
+		Tuplestorestate *touched = tuplestore_begin_heap(false, false, work_mem);
+		Tuplestorestate *states;
+		Tuplestorestate *partial;
+		TupleDesc	desc;
+
+		initStringInfo(&sql);
+		appendStringInfoString(&sql, "SELECT DISTINCT ");
+		for (int i = 0, first = 1; i < rollup->ncolumns; i++)
+		{
+			if (!rollup->is_key[i])
+				continue;
+			appendStringInfo(&sql, "%s%s AS %s", first ? "" : ", ", rollup->exprs[i],
+							 quote_identifier(rollup->names[i]));
+			first = 0;
+		}
+		appendStringInfoString(&sql, " FROM pipeline_touched src");
+		Execute(sql.data, SPI_OK_SELECT);
+		for (uint64 i = 0; i < SPI_processed; i++)
+			tuplestore_puttuple(touched, SPI_tuptable->vals[i]);
+		SPI_register_relation(MakeEnr("pipeline_rollup_touched", touched, InvalidOid,
+									  CreateTupleDescCopy(SPI_tuptable->tupdesc)));
+
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, "SELECT FROM %s s JOIN pipeline_rollup_touched t ON %s ORDER BY s.__group FOR UPDATE OF s",
+						 QualifiedName(rollup->state), KeyMatch(rollup, "s", "t"));
+		Execute(sql.data, SPI_OK_SELECT);
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, "DELETE FROM %s s USING pipeline_rollup_touched t WHERE %s",
+						 QualifiedName(rollup->state), KeyMatch(rollup, "s", "t"));
+		Execute(sql.data, SPI_OK_DELETE);
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, "DELETE FROM %s o USING pipeline_rollup_touched t WHERE true",
+						 QualifiedName(rollup->output));
+		for (int i = 0; i < rollup->ncolumns; i++)
+		{
+			if (rollup->is_key[i])
+				appendStringInfo(&sql, " AND o.%s IS NOT DISTINCT FROM t.%s",
+								 quote_identifier(rollup->names[i]), quote_identifier(rollup->names[i]));
+		}
+		Execute(sql.data, SPI_OK_DELETE);
+
+		states = BaseStates(def, rollup, true, &desc);
+		partial = GroupBaseStates(rollup, states, desc, aggrefs, AGGSPLIT_COMBINE_SERIAL, &desc);
+		Combine(rollup, partial, desc, aggrefs, false);
+		SPI_unregister_relation("pipeline_rollup_touched");
+	}
+}
+
+/* The base aggregate's Aggrefs, which its rollups combine too */
+static List *
+BaseAggrefs(AggregateDef *base)
+{
+	List	   *aggrefs;
+
+	(void) PlanGrouping(PartialQuery(base, QualifiedName(base->source), false), NULL, NIL,
+						AGGSPLIT_INITIAL_SERIAL, &aggrefs);
+	return aggrefs;
+}
+
+/* Fill an empty rollup from all of its base's states */
+static void
+BackfillRollup(AggregateDef *rollup)
+{
+	AggregateDef *base = LoadAggregate(rollup->rollup_of);
+	List	   *aggrefs = BaseAggrefs(base);
+	TupleDesc	desc;
+	Tuplestorestate *states = BaseStates(base, rollup, false, &desc);
+	Tuplestorestate *partial = GroupBaseStates(rollup, states, desc, aggrefs,
+											   AGGSPLIT_COMBINE_SERIAL, &desc);
+
+	Combine(rollup, partial, desc, aggrefs, false);
 }
 
 /* Fold new rows (or, with rows NULL, the whole source) into the aggregate */
@@ -889,7 +1207,7 @@ Fold(AggregateDef *def, Tuplestorestate *rows, TupleDesc rows_desc)
 	List	   *aggrefs;
 	Tuplestorestate *partial = RunPartial(def, rows, rows_desc, NULL, &desc, &aggrefs);
 
-	Combine(def, partial, desc, aggrefs);
+	Combine(def, partial, desc, aggrefs, true);
 }
 
 /*
@@ -943,15 +1261,21 @@ Recompute(AggregateDef *def, Tuplestorestate *old_rows, Tuplestorestate *new_row
 	Execute(buf.data, SPI_OK_DELETE);
 
 	partial = RunPartial(def, NULL, NULL, touched_enr, &desc, &aggrefs);
-	Combine(def, partial, desc, aggrefs);
+	Combine(def, partial, desc, aggrefs, false);
+	RecomputeRollups(def, aggrefs);
+	SPI_unregister_relation("pipeline_touched");
 }
 
-/* The source was truncated: no groups are left */
+/* The source was truncated: no groups are left, here or in the rollups */
 static void
 Clear(AggregateDef *def)
 {
+	ListCell   *lc;
+
 	Execute(psprintf("DELETE FROM %s", QualifiedName(def->state)), SPI_OK_DELETE);
 	Execute(psprintf("DELETE FROM %s", QualifiedName(def->output)), SPI_OK_DELETE);
+	foreach(lc, LoadRollups(def))
+		Clear(lfirst(lc));
 }
 
 typedef enum FoldKind
@@ -1025,7 +1349,10 @@ FoldAsOwner(int64 id, Oid owner, FoldKind kind, Oid table, TriggerData *trigdata
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("aggregate " INT64_FORMAT " already holds states", id),
 						 errhint("Use pipeline.rebuild_aggregate to recompute it.")));
-			Fold(def, NULL, NULL);
+			if (def->rollup_of != 0)
+				BackfillRollup(def);
+			else
+				Fold(def, NULL, NULL);
 			break;
 	}
 	AtEOXact_GUC(true, nestlevel);
@@ -1250,6 +1577,47 @@ pipeline_aggregate_window(PG_FUNCTION_ARGS)
 			slot_getallattrs(slot);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, slot->tts_values, slot->tts_isnull);
 		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	AtEOXact_GUC(true, nestlevel);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * pipeline.aggregate_rollup_recompute(id): a rollup's groups computed afresh
+ * from all of its base's states, finished, with __rows last; what
+ * pipeline.check_aggregate compares a rollup with.
+ */
+Datum
+pipeline_aggregate_rollup_recompute(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	AggregateDef *rollup;
+	AggregateDef *base;
+	List	   *aggrefs;
+	Tuplestorestate *states,
+			   *rows;
+	TupleDesc	desc;
+	TupleTableSlot *slot;
+	int			nestlevel;
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	rollup = LoadAggregate(PG_GETARG_INT64(0));
+	if (rollup->rollup_of == 0)
+		elog(ERROR, "aggregate " INT64_FORMAT " is not a rollup", rollup->id);
+	nestlevel = NewGUCNestLevel();
+	SetSearchPath(rollup->search_path);
+	base = LoadAggregate(rollup->rollup_of);
+	aggrefs = BaseAggrefs(base);
+	states = BaseStates(base, rollup, false, &desc);
+	rows = GroupBaseStates(rollup, states, desc, aggrefs, AGGSPLIT_FINAL_DESERIAL, &desc);
+	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	while (tuplestore_gettupleslot(rows, true, false, slot))
+	{
+		slot_getallattrs(slot);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, slot->tts_values, slot->tts_isnull);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	AtEOXact_GUC(true, nestlevel);

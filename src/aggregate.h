@@ -16,6 +16,8 @@ extern Datum pipeline_aggregate_describe(PG_FUNCTION_ARGS);
 extern Datum pipeline_aggregate_trigger(PG_FUNCTION_ARGS);
 extern Datum pipeline_aggregate_backfill(PG_FUNCTION_ARGS);
 extern Datum pipeline_aggregate_window(PG_FUNCTION_ARGS);
+extern Datum pipeline_aggregate_describe_rollup(PG_FUNCTION_ARGS);
+extern Datum pipeline_aggregate_rollup_recompute(PG_FUNCTION_ARGS);
 extern void PipelineFoldIntoAggregates(Oid target, Relation staging);
 
 #endif

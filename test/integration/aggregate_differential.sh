@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/pg.sh
 . test/lib/broker.sh
 
-plan 13
+plan 15
 db=agg_diff
 fresh_database $db >/dev/null
 
@@ -54,6 +54,8 @@ q $db "SELECT pipeline.create_aggregate('live', \$\$
                 bool_or(v_int > 0) AS any_pos, bit_and(v_int) AS all_bits
            FROM ev WHERE v_int IS DISTINCT FROM 13 GROUP BY k1, k2, hour\$\$)" >/dev/null
 ok $? "an aggregate over 3000 existing rows is created and backfilled"
+q $db "SELECT pipeline.create_rollup('live_daily', 'live', \$\$k2, date_trunc('day', hour) AS day\$\$)" >/dev/null
+ok $? "with a daily rollup of it"
 is "$(q $db "SELECT count(*) FROM pipeline.check_aggregate('live')")" 0 "the backfill equals the query"
 
 # 40 random batches: inserts of 1 to 800 rows, COPY, updates, deletes
@@ -82,6 +84,7 @@ is "$(q $db "SELECT count(*) FROM ev")" "$(q $db "SELECT sum(n) + (SELECT count(
 	"four concurrent writers: every row is counted once"
 is "$(exact_difference)" 0 "four concurrent writers: the output equals the query exactly"
 is "$(q $db "SELECT count(*) FROM pipeline.check_aggregate('live')")" 0 "four concurrent writers: check_aggregate finds no difference"
+is "$(q $db "SELECT count(*) FROM pipeline.check_aggregate('live_daily')")" 0 "the rollup equals its aggregate's states combined afresh"
 
 # a rebuild gives the same table
 before=$(q $db "SELECT md5(string_agg(l::text, ',' ORDER BY l::text)) FROM (SELECT k1, k2, hour, n, sum_int, sum_num FROM live) l")
