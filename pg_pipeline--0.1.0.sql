@@ -1190,6 +1190,12 @@ DECLARE
     r pipeline.aggregates;
 BEGIN
     SELECT * INTO a FROM pipeline.aggregates g WHERE g.id OPERATOR(pg_catalog.=) pipeline.aggregate_id(rebuild_aggregate.name);
+    -- rows a Kafka source did not keep cannot be read again
+    IF EXISTS (SELECT FROM pipeline.kafka_sources k WHERE k.target OPERATOR(pg_catalog.=) a.source AND NOT k.store_rows) THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = pg_catalog.format('aggregate "%s" is fed by a Kafka source that keeps no rows', a.name),
+            HINT = 'Its events cannot be read again: to recompute it, create a new aggregate and replay the topic into it with pipeline.reset_kafka_source.';
+    END IF;
     -- writers wait for the rebuild; readers keep seeing the old output until it commits
     EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', a.source);
     EXECUTE pg_catalog.format('DELETE FROM %s', a.state_table);
@@ -1226,6 +1232,12 @@ DECLARE
     fresh_query text;
 BEGIN
     SELECT * INTO a FROM pipeline.aggregates g WHERE g.id OPERATOR(pg_catalog.=) pipeline.aggregate_id(check_aggregate.name);
+    -- rows a Kafka source did not keep cannot be read again
+    IF EXISTS (SELECT FROM pipeline.kafka_sources k WHERE k.target OPERATOR(pg_catalog.=) a.source AND NOT k.store_rows) THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = pg_catalog.format('aggregate "%s" is fed by a Kafka source that keeps no rows', a.name),
+            HINT = 'Its events cannot be read again: to recompute it, create a new aggregate and replay the topic into it with pipeline.reset_kafka_source.';
+    END IF;
     FOR i IN 1 .. pg_catalog.cardinality(a.column_names) LOOP
         column_name := pg_catalog.quote_ident(a.column_names[i]);
         fresh := fresh OPERATOR(pg_catalog.||) a.column_exprs[i] OPERATOR(pg_catalog.||) ' AS ' OPERATOR(pg_catalog.||) column_name OPERATOR(pg_catalog.||) ', ';

@@ -27,8 +27,7 @@ PARTITIONS=64 # the test broker keeps ~5 MiB per partition: stay well below
 . test/lib/pg.sh
 . test/lib/broker.sh
 
-now() { date +%s.%N; }
-rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
+. bench/lib.sh
 
 echo "kafka_ingest: $N messages, $PARTITIONS partitions, $(nproc) cores, $(date -u +%Y-%m-%d)"
 broker_start -n 1 "json:$PARTITIONS" "csv:$PARTITIONS"
@@ -65,19 +64,22 @@ if [ -n "${PERF_OUT:-}" ]; then # PERF_OUT=file: record the worker's profile wit
 	perf record -F 999 -g -o "$PERF_OUT" -p "$pid" 2>/dev/null &
 	perf_pid=$!
 fi
-# poll the committed offsets (64 rows), not count(*) of the growing table:
-# the check must not take CPU from the worker it measures
-until [ "$(q bench "SELECT coalesce(sum(next_offset), 0) >= $N FROM pipeline.kafka_offsets")" = t ]; do
-	done_rows=$(q bench "SELECT coalesce(sum(next_offset), 0) FROM pipeline.kafka_offsets")
+# poll the committed offsets (64 rows), not count(*) of the growing table
+poll_open bench
+while :; do
+	done_rows=$(poll "SELECT coalesce(sum(next_offset), 0) FROM pipeline.kafka_offsets")
+	[ "$done_rows" -ge "$N" ] && break
 	if [ "$quarter" -lt 4 ] && [ "$done_rows" -ge $((quarter * N / 4)) ] && [ "$done_rows" -gt 0 ]; then
 		# private memory (kB) of the busiest worker, at 0, 25, 50 and 75 % of the run
-		kb=$(for pid in $(q bench "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_pipeline kafka source'"); do
-			awk '/RssAnon/ { print $2 }' "/proc/$pid/status" 2>/dev/null; done | sort -n | tail -n 1)
+		# (the coprocess is not reachable from inside a pipeline)
+		pids=$(poll "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE backend_type = 'pg_pipeline kafka source'")
+		kb=$(for pid in $pids; do awk '/RssAnon/ { print $2 }' "/proc/$pid/status" 2>/dev/null; done | sort -n | tail -n 1)
 		memory="$memory ${kb:-?}"
 		quarter=$((quarter + 1))
 	fi
 	sleep 0.05
 done
+poll_close
 t1=$(now)
 ours=$(rate "$N" "$t0" "$t1")
 [ -z "${PERF_OUT:-}" ] || { kill -INT "$perf_pid"; wait "$perf_pid" || true; }

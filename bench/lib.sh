@@ -1,0 +1,27 @@
+# Helpers shared by the benchmarks.
+#
+# Progress is polled through one long-lived psql session in autocommit: a
+# psql started per poll takes CPU from the worker being measured, and a
+# transaction held open (a DO loop) would keep HOT pruning from the rows the
+# worker rewrites.
+
+now() { date +%s.%N; }
+rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
+
+# poll_open DB: start the polling session
+poll_open() {
+	coproc POLL { psql -X -At -d "$1"; }
+}
+
+# poll QUERY: its one-line result, from the polling session
+poll() {
+	local reply
+	echo "$1;" >&"${POLL[1]}"
+	read -r reply <&"${POLL[0]}"
+	echo "$reply"
+}
+
+poll_close() {
+	exec {POLL[1]}>&-
+	wait "$POLL_PID" 2>/dev/null || true
+}
