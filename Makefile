@@ -17,7 +17,8 @@ OBJS = \
 	src/catalog.o \
 	src/kafka_decode.o \
 	src/kafka_source.o \
-	src/aggregate.o
+	src/aggregate.o \
+	src/schedule.o
 DATA = $(wildcard pg_pipeline--*.sql)
 PGFILEDESC = "pg_pipeline - data pipelines inside PostgreSQL"
 

@@ -1289,3 +1289,21 @@ COMMENT ON FUNCTION pipeline.check_aggregate(text) IS
     'compares an aggregate''s output table with its query recomputed from scratch; returns the groups that differ (none when consistent)';
 REVOKE ALL ON FUNCTION pipeline.check_aggregate(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline.check_aggregate(text) TO PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Schedules
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION pipeline.next_runs(
+    schedule text,
+    count integer DEFAULT 5,
+    after timestamptz DEFAULT pg_catalog.now(),
+    time_zone text DEFAULT 'UTC')
+RETURNS SETOF timestamptz
+LANGUAGE C STRICT STABLE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_next_runs';
+COMMENT ON FUNCTION pipeline.next_runs(text, integer, timestamptz, text) IS
+    'checks a schedule (cron with optional seconds, @every <interval>, @once <timestamp>, @daily ...) and returns its next fire times after a time, in a time zone';
+REVOKE ALL ON FUNCTION pipeline.next_runs(text, integer, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.next_runs(text, integer, timestamptz, text) TO PUBLIC;
