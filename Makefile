@@ -18,7 +18,9 @@ OBJS = \
 	src/kafka_decode.o \
 	src/kafka_source.o \
 	src/aggregate.o \
-	src/schedule.o
+	src/schedule.o \
+	src/scheduler.o \
+	src/job_worker.o
 DATA = $(wildcard pg_pipeline--*.sql)
 PGFILEDESC = "pg_pipeline - data pipelines inside PostgreSQL"
 

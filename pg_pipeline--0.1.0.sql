@@ -724,7 +724,7 @@ CREATE TABLE pipeline.aggregates (
     search_path text NOT NULL,
     window_pane text,
     window_size interval,
-    rollup_of bigint REFERENCES pipeline.aggregates (id),
+    rollup_of bigint,   -- a rollup: its aggregate (no foreign key: it would make dumps circular)
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CHECK ((window_pane IS NULL) OPERATOR(pg_catalog.=) (window_size IS NULL))
 );
@@ -1307,3 +1307,301 @@ COMMENT ON FUNCTION pipeline.next_runs(text, integer, timestamptz, text) IS
     'checks a schedule (cron with optional seconds, @every <interval>, @once <timestamp>, @daily ...) and returns its next fire times after a time, in a time zone';
 REVOKE ALL ON FUNCTION pipeline.next_runs(text, integer, timestamptz, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline.next_runs(text, integer, timestamptz, text) TO PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Jobs
+--
+-- The supervisor of each database enqueues each occurrence of a job in
+-- pipeline.job_runs (committed before anything runs) and starts a background
+-- worker per run, connected as the job's owner.  The worker marks the run
+-- succeeded in the same transaction as the command's work.
+-------------------------------------------------------------------------------
+
+CREATE SEQUENCE pipeline.job_id_seq;
+CREATE SEQUENCE pipeline.job_run_id_seq;
+
+CREATE TABLE pipeline.jobs (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.job_id_seq'),
+    name text NOT NULL UNIQUE,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    schedule text,
+    command text NOT NULL,
+    time_zone text NOT NULL DEFAULT 'UTC',
+    enabled boolean NOT NULL DEFAULT true,
+    timeout interval,
+    max_attempts integer NOT NULL DEFAULT 1,
+    retry_delay interval NOT NULL DEFAULT '10 seconds',
+    max_retry_delay interval NOT NULL DEFAULT '1 hour',
+    last_scheduled_for timestamptz,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK (max_attempts BETWEEN 1 AND 100),
+    CHECK (timeout OPERATOR(pg_catalog.>) '0'::interval),
+    CHECK (retry_delay OPERATOR(pg_catalog.>=) '0'::interval)
+);
+COMMENT ON TABLE pipeline.jobs IS
+    'scheduled jobs: a SQL command run on a schedule, as its owner; change them with the pipeline.*job functions';
+CREATE TRIGGER jobs_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pipeline.jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION pipeline.catalog_changed();
+
+CREATE TABLE pipeline.job_runs (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.job_run_id_seq'),
+    job_id bigint NOT NULL REFERENCES pipeline.jobs (id) ON DELETE CASCADE,
+    owner regrole NOT NULL,
+    scheduled_for timestamptz NOT NULL,
+    attempt integer NOT NULL,
+    due_at timestamptz NOT NULL,
+    trigger text NOT NULL,
+    state text NOT NULL,
+    pid integer,
+    started_at timestamptz,
+    finished_at timestamptz,
+    sqlstate text,
+    error text,
+    UNIQUE (job_id, scheduled_for, attempt),
+    CHECK (trigger OPERATOR(pg_catalog.=) ANY (ARRAY['schedule', 'manual', 'retry'])),
+    CHECK (state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'starting', 'running', 'succeeded', 'failed',
+                                                   'timed_out', 'crashed', 'skipped']))
+);
+CREATE INDEX ON pipeline.job_runs (state, due_at) WHERE state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'starting', 'running']);
+COMMENT ON TABLE pipeline.job_runs IS
+    'one row per occurrence and attempt of a job, written before it starts: state, timings and error';
+CREATE TRIGGER job_runs_changed
+    AFTER INSERT ON pipeline.job_runs
+    FOR EACH STATEMENT EXECUTE FUNCTION pipeline.catalog_changed();
+
+ALTER TABLE pipeline.jobs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pipeline.job_runs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_only ON pipeline.jobs
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
+CREATE POLICY owner_only ON pipeline.job_runs
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
+REVOKE ALL ON pipeline.jobs, pipeline.job_runs FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON pipeline.jobs TO PUBLIC;
+GRANT SELECT, INSERT, UPDATE ON pipeline.job_runs TO PUBLIC;
+REVOKE ALL ON SEQUENCE pipeline.job_id_seq, pipeline.job_run_id_seq FROM PUBLIC;
+GRANT USAGE ON SEQUENCE pipeline.job_id_seq, pipeline.job_run_id_seq TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.job_id_seq', '');
+
+-- Raises the error for an unknown job (others' jobs are invisible too)
+CREATE FUNCTION pipeline.job_id(job_name text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_id bigint;
+BEGIN
+    SELECT j.id INTO found_id FROM pipeline.jobs j WHERE j.name OPERATOR(pg_catalog.=) job_name;
+    IF found_id IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('job "%s" does not exist', job_name),
+            HINT = 'SELECT name FROM pipeline.jobs lists the jobs you own.';
+    END IF;
+    RETURN found_id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.job_id(text) IS
+    'the id of a job you own, or an error naming it';
+REVOKE ALL ON FUNCTION pipeline.job_id(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.job_id(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.schedule_job(name text, schedule text, command text, options jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+    key text;
+    option_interval interval;
+BEGIN
+    IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'job name must not be empty',
+            HINT = 'Give the job a name, for example ''nightly-import''.';
+    END IF;
+    IF command IS NULL OR pg_catalog.btrim(command) OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'job command must not be empty',
+            HINT = 'Give the SQL to run, for example ''CALL refresh_reports()''.';
+    END IF;
+    IF options IS NULL OR pg_catalog.jsonb_typeof(options) OPERATOR(pg_catalog.<>) 'object' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'options must be a JSON object',
+            HINT = 'For example ''{"time_zone": "Europe/Paris", "max_attempts": 3}''.';
+    END IF;
+    FOR key IN SELECT pg_catalog.jsonb_object_keys(options) LOOP
+        IF NOT key OPERATOR(pg_catalog.=) ANY (ARRAY['time_zone', 'timeout', 'max_attempts', 'retry_delay', 'max_retry_delay', 'enabled']) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('unknown option "%s"', key),
+                HINT = 'Valid options are: time_zone, timeout, max_attempts, retry_delay, max_retry_delay, enabled.';
+        END IF;
+    END LOOP;
+    -- checks the schedule and the time zone, with their own messages
+    IF schedule IS NOT NULL THEN
+        PERFORM pipeline.next_runs(schedule, 1, pg_catalog.now(), COALESCE(options->>'time_zone', 'UTC'));
+    ELSIF options ? 'time_zone' THEN
+        PERFORM pipeline.next_runs('@hourly', 1, pg_catalog.now(), options->>'time_zone');
+    END IF;
+    FOREACH key IN ARRAY ARRAY['timeout', 'retry_delay', 'max_retry_delay'] LOOP
+        IF options ? key THEN
+            BEGIN
+                option_interval := (options->>key)::interval;
+            EXCEPTION WHEN OTHERS THEN
+                option_interval := NULL;
+            END;
+            IF option_interval IS NULL OR option_interval OPERATOR(pg_catalog.<=) '0'::interval THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = pg_catalog.format('invalid %s "%s"', key, options->>key),
+                    HINT = 'Give a positive interval, for example ''30 seconds''.';
+            END IF;
+        END IF;
+    END LOOP;
+    IF options ? 'max_attempts' AND (CASE WHEN (options->>'max_attempts') ~ '^[0-9]{1,3}$'
+                                     THEN (options->>'max_attempts')::int NOT BETWEEN 1 AND 100 ELSE true END) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid max_attempts %s', options->'max_attempts'),
+            HINT = 'Use a number of attempts from 1 (no retry) to 100.';
+    END IF;
+    IF NOT (SELECT r.rolcanlogin FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = pg_catalog.format('role "%s" cannot log in', CURRENT_USER),
+            HINT = 'Jobs run in a background worker connected as their owner: give the role LOGIN, or create the job as a role that has it.';
+    END IF;
+    IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+       AND NOT pg_catalog.current_setting('pg_pipeline.allow_superuser_jobs')::boolean THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = 'jobs owned by a superuser are not allowed',
+            HINT = 'Create the job as an ordinary role with the rights it needs, or set pg_pipeline.allow_superuser_jobs = on.';
+    END IF;
+    BEGIN
+        INSERT INTO pipeline.jobs (name, schedule, command, time_zone, timeout, max_attempts, retry_delay,
+                                   max_retry_delay, enabled, last_scheduled_for)
+        VALUES (name, schedule, command, COALESCE(options->>'time_zone', 'UTC'), (options->>'timeout')::interval,
+                COALESCE((options->>'max_attempts')::int, 1), COALESCE((options->>'retry_delay')::interval, '10 seconds'),
+                COALESCE((options->>'max_retry_delay')::interval, '1 hour'), COALESCE((options->>'enabled')::boolean, true),
+                pg_catalog.now())
+        RETURNING id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = pg_catalog.format('job "%s" already exists', name),
+            HINT = 'Drop it first with pipeline.unschedule_job, or choose another name.';
+    END;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.schedule_job(text, text, text, jsonb) IS
+    'creates a job: the command runs on the schedule (NULL: only by pipeline.run_job) in a background worker, as you; returns its id';
+REVOKE ALL ON FUNCTION pipeline.schedule_job(text, text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.schedule_job(text, text, text, jsonb) TO PUBLIC;
+
+CREATE FUNCTION pipeline.unschedule_job(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM pipeline.jobs j WHERE j.id OPERATOR(pg_catalog.=) pipeline.job_id(unschedule_job.name);
+END
+$$;
+COMMENT ON FUNCTION pipeline.unschedule_job(text) IS
+    'drops a job and its history; a run in progress finishes';
+REVOKE ALL ON FUNCTION pipeline.unschedule_job(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.unschedule_job(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.pause_job(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE pipeline.jobs j SET enabled = false WHERE j.id OPERATOR(pg_catalog.=) pipeline.job_id(pause_job.name);
+END
+$$;
+COMMENT ON FUNCTION pipeline.pause_job(text) IS
+    'stops scheduling a job (runs already queued still run)';
+REVOKE ALL ON FUNCTION pipeline.pause_job(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.pause_job(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.resume_job(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- occurrences missed while paused are not caught up
+    UPDATE pipeline.jobs j SET enabled = true, last_scheduled_for = pg_catalog.now()
+     WHERE j.id OPERATOR(pg_catalog.=) pipeline.job_id(resume_job.name);
+END
+$$;
+COMMENT ON FUNCTION pipeline.resume_job(text) IS
+    'schedules a paused job again, from now on';
+REVOKE ALL ON FUNCTION pipeline.resume_job(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.resume_job(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.run_job(name text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job pipeline.jobs;
+    new_id bigint;
+BEGIN
+    SELECT * INTO job FROM pipeline.jobs j WHERE j.id OPERATOR(pg_catalog.=) pipeline.job_id(run_job.name);
+    INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state)
+    VALUES (job.id, job.owner, pg_catalog.clock_timestamp(), 1, pg_catalog.clock_timestamp(), 'manual', 'queued')
+    RETURNING id INTO new_id;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.run_job(text) IS
+    'runs a job now, in its background worker, once this transaction commits; returns the run''s id in pipeline.job_runs';
+REVOKE ALL ON FUNCTION pipeline.run_job(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.run_job(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.run_context(
+    OUT job text,
+    OUT run_id bigint,
+    OUT scheduled_for timestamptz,
+    OUT attempt integer)
+RETURNS record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.current_setting('pipeline.job', true),
+           NULLIF(pg_catalog.current_setting('pipeline.run_id', true), '')::bigint,
+           NULLIF(pg_catalog.current_setting('pipeline.scheduled_for', true), '')::timestamptz,
+           NULLIF(pg_catalog.current_setting('pipeline.attempt', true), '')::integer
+$$;
+COMMENT ON FUNCTION pipeline.run_context() IS
+    'inside a job''s command: the job, the run, the logical time it was scheduled for (use it to compute the day to process) and the attempt; NULLs elsewhere';
+REVOKE ALL ON FUNCTION pipeline.run_context() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.run_context() TO PUBLIC;
+
+CREATE VIEW pipeline.job_status WITH (security_invoker = true) AS
+SELECT j.name AS job,
+       j.owner,
+       j.schedule,
+       j.time_zone,
+       j.enabled,
+       CASE WHEN j.enabled AND j.schedule IS NOT NULL
+            THEN (SELECT n FROM pipeline.next_runs(j.schedule, 1, GREATEST(j.last_scheduled_for, pg_catalog.now()), j.time_zone) n)
+       END AS next_run,
+       r.state AS last_state,
+       r.scheduled_for AS last_scheduled_for,
+       r.started_at AS last_started_at,
+       r.finished_at AS last_finished_at,
+       r.error AS last_error
+  FROM pipeline.jobs j
+  LEFT JOIN LATERAL (SELECT * FROM pipeline.job_runs x WHERE x.job_id OPERATOR(pg_catalog.=) j.id
+                      ORDER BY x.id DESC LIMIT 1) r ON true;
+COMMENT ON VIEW pipeline.job_status IS
+    'one row per job: its schedule, next run, and its latest run''s state, times and error';
+REVOKE ALL ON pipeline.job_status FROM PUBLIC;
+GRANT SELECT ON pipeline.job_status TO PUBLIC;

@@ -83,6 +83,35 @@ PG_FUNCTION_INFO_V1(pipeline_aggregate_rollup_recompute);
 	(AGGSPLITOP_COMBINE | AGGSPLITOP_DESERIALIZE | AGGSPLITOP_SERIALIZE | AGGSPLITOP_SKIPFINAL)
 
 /* An aggregate's definition, as stored in pipeline.aggregates */
+/*
+ * Every tuplestore made while folding, ended before SPI_finish: one that
+ * spilled to disk would otherwise leave its temporary file open until the
+ * end of the transaction.
+ */
+static List *fold_tuplestores = NIL;
+
+static Tuplestorestate *
+NewTuplestore(void)
+{
+	Tuplestorestate *rows = tuplestore_begin_heap(false, false, work_mem);
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+	fold_tuplestores = lappend(fold_tuplestores, rows);
+	MemoryContextSwitchTo(old);
+	return rows;
+}
+
+static void
+EndTuplestores(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, fold_tuplestores)
+		tuplestore_end(lfirst(lc));
+	list_free(fold_tuplestores);
+	fold_tuplestores = NIL;
+}
+
 typedef struct AggregateDef
 {
 	int64		id;
@@ -814,7 +843,7 @@ PlanGrouping(const char *sql, QueryEnvironment *env, List *placeholders,
 static Tuplestorestate *
 RunPlan(PlannedStmt *stmt, const char *sql, QueryEnvironment *env, TupleDesc *desc)
 {
-	Tuplestorestate *rows = tuplestore_begin_heap(false, false, work_mem);
+	Tuplestorestate *rows = NewTuplestore();
 	DestReceiver *dest = CreateDestReceiver(DestTuplestore);
 	QueryDesc  *qd;
 
@@ -931,7 +960,7 @@ Combine(AggregateDef *def, Tuplestorestate *partial, TupleDesc partial_desc, Lis
 					 state, KeyMatch(def, "s", "p"));
 	Execute(buf.data, SPI_OK_SELECT);
 
-	combine_input = tuplestore_begin_heap(false, false, work_mem);
+	combine_input = NewTuplestore();
 	slot = MakeSingleTupleTableSlot(partial_desc, &TTSOpsMinimalTuple);
 	tuplestore_rescan(partial);
 	while (tuplestore_gettupleslot(partial, true, false, slot))
@@ -1087,7 +1116,7 @@ static Tuplestorestate *
 BaseStates(AggregateDef *base, AggregateDef *rollup, bool touched, TupleDesc *desc)
 {
 	StringInfoData sql;
-	Tuplestorestate *states = tuplestore_begin_heap(false, false, work_mem);
+	Tuplestorestate *states = NewTuplestore();
 
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT ");
@@ -1126,7 +1155,7 @@ RecomputeRollups(AggregateDef *def, List *aggrefs)
 	{
 		AggregateDef *rollup = lfirst(lc);
 		StringInfoData sql;
-		Tuplestorestate *touched = tuplestore_begin_heap(false, false, work_mem);
+		Tuplestorestate *touched = NewTuplestore();
 		Tuplestorestate *states;
 		Tuplestorestate *partial;
 		TupleDesc	desc;
@@ -1301,6 +1330,9 @@ FoldAsOwner(int64 id, Oid owner, FoldKind kind, Oid table, TriggerData *trigdata
 	int			save_sec_context;
 	int			nestlevel;
 	AggregateDef *def;
+	List	   *outer_tuplestores = fold_tuplestores;	/* a fold can nest in a fold */
+
+	fold_tuplestores = NIL;
 
 	/*
 	 * Whoever writes the table, the aggregate is read and written as its
@@ -1355,6 +1387,8 @@ FoldAsOwner(int64 id, Oid owner, FoldKind kind, Oid table, TriggerData *trigdata
 				Fold(def, NULL, NULL);
 			break;
 	}
+	EndTuplestores();
+	fold_tuplestores = outer_tuplestores;
 	AtEOXact_GUC(true, nestlevel);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	SPI_finish();
@@ -1469,6 +1503,8 @@ PipelineFoldIntoAggregates(Oid target, Relation staging)
 		FoldAsOwner(pg_strtoint64(trigger->tgargs[0]), (Oid) pg_strtoint64(trigger->tgargs[1]),
 					FOLD_ROWS, target, NULL, rows, RelationGetDescr(staging));
 	}
+	if (rows)
+		tuplestore_end(rows);
 	table_close(rel, AccessShareLock);
 }
 
@@ -1498,7 +1534,9 @@ pipeline_aggregate_window(PG_FUNCTION_ARGS)
 	int			pane = -1;
 	int			ngroup = 0;
 	int			nestlevel;
+	List	   *outer_tuplestores = fold_tuplestores;
 
+	fold_tuplestores = NIL;
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	def = LoadAggregate(id);
@@ -1529,7 +1567,7 @@ pipeline_aggregate_window(PG_FUNCTION_ARGS)
 					 quote_literal_cstr(def->window_size), quote_identifier(def->window_pane));
 	if (SPI_execute_with_args(sql.data, 1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the panes of aggregate " INT64_FORMAT, id);
-	panes = tuplestore_begin_heap(false, false, work_mem);
+	panes = NewTuplestore();
 	for (uint64 i = 0; i < SPI_processed; i++)
 		tuplestore_puttuple(panes, SPI_tuptable->vals[i]);
 	panes_desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
@@ -1579,6 +1617,8 @@ pipeline_aggregate_window(PG_FUNCTION_ARGS)
 		}
 	}
 	ExecDropSingleTupleTableSlot(slot);
+	EndTuplestores();
+	fold_tuplestores = outer_tuplestores;
 	AtEOXact_GUC(true, nestlevel);
 	SPI_finish();
 	return (Datum) 0;
@@ -1601,7 +1641,9 @@ pipeline_aggregate_rollup_recompute(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	TupleTableSlot *slot;
 	int			nestlevel;
+	List	   *outer_tuplestores = fold_tuplestores;
 
+	fold_tuplestores = NIL;
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	rollup = LoadAggregate(PG_GETARG_INT64(0));
@@ -1620,6 +1662,8 @@ pipeline_aggregate_rollup_recompute(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, slot->tts_values, slot->tts_isnull);
 	}
 	ExecDropSingleTupleTableSlot(slot);
+	EndTuplestores();
+	fold_tuplestores = outer_tuplestores;
 	AtEOXact_GUC(true, nestlevel);
 	SPI_finish();
 	return (Datum) 0;

@@ -22,6 +22,7 @@
 bool		pg_pipeline_enabled = true;
 bool		pg_pipeline_source_synchronous_commit = false;
 int			pg_pipeline_restart_backoff_max = 60000;
+bool		pg_pipeline_allow_superuser_jobs = false;
 
 void
 PipelineGucInit(void)
@@ -55,6 +56,17 @@ PipelineGucInit(void)
 							 &pg_pipeline_source_synchronous_commit,
 							 false,
 							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("pg_pipeline.allow_superuser_jobs",
+							 gettext_noop("Allows jobs owned by a superuser."),
+							 gettext_noop("Off by default: jobs should run as a role with only the "
+										  "rights they need.  Checked when a job is created and "
+										  "before each run."),
+							 &pg_pipeline_allow_superuser_jobs,
+							 false,
+							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
 

@@ -11,6 +11,7 @@
 extern bool pg_pipeline_enabled;
 extern bool pg_pipeline_source_synchronous_commit;
 extern int	pg_pipeline_restart_backoff_max;
+extern bool pg_pipeline_allow_superuser_jobs;
 
 extern void PipelineGucInit(void);
 extern bool PipelineProcessInterrupts(void);

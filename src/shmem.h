@@ -21,7 +21,8 @@ typedef enum PipelineWorkerKind
 {
 	PIPELINE_WORKER_LAUNCHER,
 	PIPELINE_WORKER_SUPERVISOR,
-	PIPELINE_WORKER_KAFKA_SOURCE
+	PIPELINE_WORKER_KAFKA_SOURCE,
+	PIPELINE_WORKER_JOB
 } PipelineWorkerKind;
 
 /* Why a worker exited, as far as the launcher needs to know */

@@ -7,11 +7,13 @@
  * for each share of each enabled source (source, worker index), restarts
  * workers that exit with a delay that doubles with each consecutive failure,
  * and stops the workers of sources that were dropped, paused or changed.
+ * It also schedules jobs (scheduler.c): it starts a job worker for each due
+ * run.
  *
  * When it starts it checks that the extension exists in its database; if
  * not, it reports that to the launcher through its registry slot and exits.
- * Afterwards it sleeps on its latch, with a timeout only while a restart is
- * pending, so an idle supervisor uses no CPU.  The latch is set by the
+ * Afterwards it sleeps on its latch, with a timeout only while a restart,
+ * a job's fire time or a retry is pending, so an idle supervisor uses no CPU.  The latch is set by the
  * postmaster when one of its workers starts or stops, by a trigger on the
  * catalog tables when a transaction that changed them commits, and by the
  * launcher after extension DDL.
@@ -38,6 +40,7 @@
 #include "executor/spi.h"
 #include "kafka_source.h"
 #include "launcher.h"
+#include "scheduler.h"
 #include "shmem.h"
 #include "supervisor.h"
 #include "utils/hsearch.h"
@@ -249,6 +252,7 @@ SupervisorShutdown(int code, Datum arg)
 	HASH_SEQ_STATUS status;
 	SourceWorker *worker;
 
+	PipelineSchedulerShutdown();
 	if (source_workers == NULL)
 		return;
 	hash_seq_init(&status, source_workers);
@@ -271,6 +275,7 @@ PipelineSupervisorMain(Datum main_arg)
 {
 	int			slotno = DatumGetInt32(main_arg);
 	Oid			dboid;
+	bool		first_tick;
 
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 
@@ -301,10 +306,16 @@ PipelineSupervisorMain(Datum main_arg)
 	}
 	before_shmem_exit(SupervisorShutdown, (Datum) 0);
 	LoadWantedWorkers();
+	first_tick = true;
 
 	for (;;)
 	{
 		long		timeout = ReconcileWorkers();
+		long		job_timeout = PipelineSchedulerTick(first_tick);
+
+		first_tick = false;
+		if (job_timeout >= 0 && (timeout < 0 || job_timeout < timeout))
+			timeout = job_timeout;
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
 						 (timeout >= 0 ? WL_TIMEOUT : 0),

@@ -27,6 +27,8 @@ WorkerKindName(PipelineWorkerKind kind)
 			return "supervisor";
 		case PIPELINE_WORKER_KAFKA_SOURCE:
 			return "kafka source";
+		case PIPELINE_WORKER_JOB:
+			return "job";
 	}
 	elog(ERROR, "unknown pg_pipeline worker kind %d", (int) kind);
 	return NULL;				/* keep compiler quiet */

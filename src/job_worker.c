@@ -1,0 +1,204 @@
+/*-------------------------------------------------------------------------
+ *
+ * job_worker.c
+ *		A job worker: runs one job run, connected as the job's owner.
+ *
+ * It claims its run ('starting' -> 'running', committed, so the run shows
+ * as running), then runs the command in one transaction that also marks the
+ * run 'succeeded': the work and its record commit together.  On an error
+ * the transaction rolls back and a new one records the failure ('failed',
+ * or 'timed_out' when the job's timeout cancelled it), queues the next
+ * attempt with exponential backoff if the job has attempts left, and
+ * notifies channel pipeline_job_failed.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+
+#include "catalog.h"
+#include "guc.h"
+#include "scheduler.h"
+#include "shmem.h"
+
+typedef struct JobRun
+{
+	char	   *job;
+	char	   *command;
+	char	   *timeout_ms;		/* NULL: none */
+	char	   *scheduled_for;
+	int			attempt;
+} JobRun;
+
+static JobWorkerArgs worker_args;
+
+/* Claim the run; NULL if it is no longer ours to run (dropped, or taken) */
+static JobRun *
+ClaimRun(void)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(worker_args.run_id)};
+	JobRun	   *run = NULL;
+
+	PipelineSpiBegin();
+	if (SPI_execute_with_args("UPDATE pipeline.job_runs r SET state = 'running', "
+							  "pid = pg_catalog.pg_backend_pid(), started_at = pg_catalog.clock_timestamp() "
+							  "FROM pipeline.jobs j WHERE r.id OPERATOR(pg_catalog.=) $1 "
+							  "AND r.state OPERATOR(pg_catalog.=) 'starting' AND j.id OPERATOR(pg_catalog.=) r.job_id "
+							  "RETURNING j.name, j.command, "
+							  "  (pg_catalog.date_part('epoch', j.timeout) OPERATOR(pg_catalog.*) 1000)::bigint, "
+							  "  r.scheduled_for, r.attempt",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not claim job run " INT64_FORMAT, worker_args.run_id);
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		bool		isnull;
+
+		run = palloc0(sizeof(JobRun));
+		run->job = SPI_getvalue(tuple, desc, 1);
+		run->command = SPI_getvalue(tuple, desc, 2);
+		run->timeout_ms = SPI_getvalue(tuple, desc, 3);
+		/* ISO text, whatever the owner's DateStyle */
+		run->scheduled_for = DatumGetCString(DirectFunctionCall1(timestamptz_out, SPI_getbinval(tuple, desc, 4, &isnull)));
+		run->attempt = DatumGetInt32(SPI_getbinval(tuple, desc, 5, &isnull));
+		MemoryContextSwitchTo(old);
+	}
+	PipelineSpiCommit();
+	return run;
+}
+
+static void
+SetLocal(const char *name, const char *value)
+{
+	(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/* The command, and the run marked succeeded, in one transaction */
+static void
+RunCommand(JobRun *run)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(worker_args.run_id)};
+
+	PipelineSpiBegin();
+	if (superuser() && !pg_pipeline_allow_superuser_jobs)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("job \"%s\" is owned by a superuser", run->job),
+				 errhint("Jobs owned by superusers run only with pg_pipeline.allow_superuser_jobs = on.")));
+	/* pipeline.run_context() reads these */
+	SetLocal("pipeline.job", run->job);
+	SetLocal("pipeline.run_id", psprintf(INT64_FORMAT, worker_args.run_id));
+	SetLocal("pipeline.scheduled_for", run->scheduled_for);
+	SetLocal("pipeline.attempt", psprintf("%d", run->attempt));
+	pgstat_report_activity(STATE_RUNNING, run->command);
+
+	/* the timeout covers the whole command: it cancels it as a statement timeout */
+	if (run->timeout_ms)
+		enable_timeout_after(STATEMENT_TIMEOUT, (int) pg_strtoint64(run->timeout_ms));
+	if (SPI_execute(run->command, false, 0) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("job \"%s\" could not run its command", run->job)));
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	if (SPI_execute_with_args("UPDATE pipeline.job_runs SET state = 'succeeded', "
+							  "finished_at = pg_catalog.clock_timestamp() WHERE id OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record job run " INT64_FORMAT, worker_args.run_id);
+	PipelineSpiCommit();
+}
+
+/* After an error: record it, queue the next attempt if any, notify */
+static void
+RecordFailure(JobRun *run, ErrorData *edata)
+{
+	bool		timed_out = edata->sqlerrcode == ERRCODE_QUERY_CANCELED && run->timeout_ms != NULL;
+	Oid			argtypes[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		args[4] = {
+		Int64GetDatum(worker_args.run_id),
+		CStringGetTextDatum(timed_out ? "timed_out" : "failed"),
+		CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode)),
+		CStringGetTextDatum(timed_out ? psprintf("timed out after %s ms: %s", run->timeout_ms, edata->message)
+							: edata->message)
+	};
+
+	PipelineSpiBegin();
+	if (SPI_execute_with_args("UPDATE pipeline.job_runs SET state = $2, sqlstate = $3, error = $4, "
+							  "finished_at = pg_catalog.clock_timestamp() WHERE id OPERATOR(pg_catalog.=) $1",
+							  4, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_execute_with_args("INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state) "
+							  "SELECT r.job_id, r.owner, r.scheduled_for, r.attempt OPERATOR(pg_catalog.+) 1, "
+							  "pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) LEAST(j.retry_delay OPERATOR(pg_catalog.*) "
+							  "  pg_catalog.power(2, r.attempt OPERATOR(pg_catalog.-) 1), j.max_retry_delay), 'retry', 'queued' "
+							  "FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id OPERATOR(pg_catalog.=) r.job_id "
+							  "WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.attempt OPERATOR(pg_catalog.<) j.max_attempts "
+							  "ON CONFLICT DO NOTHING",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_INSERT ||
+		SPI_execute_with_args("SELECT pg_catalog.pg_notify('pipeline_job_failed', pg_catalog.json_build_object("
+							  "'job', j.name, 'run_id', r.id, 'scheduled_for', r.scheduled_for, 'attempt', r.attempt, "
+							  "'state', r.state, 'sqlstate', r.sqlstate, 'error', r.error)::text) "
+							  "FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id OPERATOR(pg_catalog.=) r.job_id "
+							  "WHERE r.id OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not record the failure of job run " INT64_FORMAT, worker_args.run_id);
+	PipelineSpiCommit();
+	ereport(LOG,
+			(errmsg("pg_pipeline job \"%s\" run " INT64_FORMAT " %s: %s", run->job, worker_args.run_id,
+					timed_out ? "timed out" : "failed", edata->message)));
+}
+
+void
+PipelineJobWorkerMain(Datum main_arg)
+{
+	JobRun	   *run;
+
+	memcpy(&worker_args, MyBgworkerEntry->bgw_extra, sizeof(JobWorkerArgs));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	if (!PipelineSlotAttach(worker_args.slotno, PIPELINE_WORKER_JOB, worker_args.dboid))
+		proc_exit(0);
+	/* as the owner: the job has exactly its rights */
+	BackgroundWorkerInitializeConnectionByOid(worker_args.dboid, worker_args.owner, 0);
+	pgstat_report_appname("pg_pipeline job");
+	PipelineSlotSetState(worker_args.slotno, "running");
+
+	run = ClaimRun();
+	if (run == NULL)
+		proc_exit(0);
+
+	PG_TRY();
+	{
+		RunCommand(run);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		RecordFailure(run, edata);
+	}
+	PG_END_TRY();
+	proc_exit(0);
+}

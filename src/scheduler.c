@@ -1,0 +1,347 @@
+/*-------------------------------------------------------------------------
+ *
+ * scheduler.c
+ *		The supervisor's job scheduler: enqueues each due occurrence of each
+ *		job in pipeline.job_runs and starts a job worker per run.
+ *
+ * The ledger comes first.  An occurrence is inserted as a run row (unique
+ * per job, logical time and attempt) and the job's last_scheduled_for moves
+ * past it in the same transaction, so an occurrence is enqueued once even
+ * across restarts and clock steps.  A run is marked 'starting' and that
+ * commits before its worker is registered; the worker marks it 'succeeded'
+ * in the transaction that does the job's work.  So a run whose worker is
+ * gone while it is 'starting' or 'running' (a crash, an immediate shutdown)
+ * did not commit its work: it is marked 'crashed' and retried if the job
+ * has attempts left.
+ *
+ * Missed occurrences (the server was down) are caught up once: only the
+ * latest is run.  An occurrence that comes while the job's previous run is
+ * still queued or running is recorded as 'skipped'.
+ *
+ * The supervisor sleeps until the next fire time or retry is due; it is
+ * woken when jobs change, a run is requested, or a job worker exits.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "catalog.h"
+#include "schedule.h"
+#include "scheduler.h"
+#include "shmem.h"
+
+/* most occurrences stepped over when catching up a job after downtime */
+#define CATCH_UP_STEPS 100000
+
+typedef struct JobRunWorker
+{
+	int64		run_id;
+	int			slotno;
+	BackgroundWorkerHandle *handle;
+} JobRunWorker;
+
+static List *job_workers = NIL;
+
+static void
+Execute(const char *sql, int nargs, Oid *argtypes, Datum *args, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, argtypes, args, NULL, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "scheduler query failed (%s): %s", SPI_result_code_string(rc), sql);
+}
+
+/*
+ * A run ended without an outcome: mark it crashed and, if the job has
+ * attempts left, queue the next attempt after its backoff.
+ */
+static void
+MarkCrashed(int64 run_id, const char *reason)
+{
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	Datum		args[2] = {Int64GetDatum(run_id), CStringGetTextDatum(reason)};
+
+	Execute("UPDATE pipeline.job_runs SET state = 'crashed', finished_at = pg_catalog.clock_timestamp(), "
+			"error = $2 WHERE id OPERATOR(pg_catalog.=) $1 "
+			"AND state OPERATOR(pg_catalog.=) ANY (ARRAY['starting', 'running'])",
+			2, argtypes, args, SPI_OK_UPDATE);
+	if (SPI_processed == 0)
+		return;
+	Execute("INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state) "
+			"SELECT r.job_id, r.owner, r.scheduled_for, r.attempt OPERATOR(pg_catalog.+) 1, "
+			"pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) LEAST(j.retry_delay OPERATOR(pg_catalog.*) "
+			"  pg_catalog.power(2, r.attempt OPERATOR(pg_catalog.-) 1), j.max_retry_delay), 'retry', 'queued' "
+			"FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id OPERATOR(pg_catalog.=) r.job_id "
+			"WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.attempt OPERATOR(pg_catalog.<) j.max_attempts "
+			"ON CONFLICT DO NOTHING",
+			1, argtypes, args, SPI_OK_INSERT);
+	ereport(LOG, (errmsg("pg_pipeline job run " INT64_FORMAT " crashed: %s", run_id, reason)));
+}
+
+/* Workers that exited: release their slots; a run they left open crashed */
+static void
+ReapWorkers(void)
+{
+	ListCell   *lc;
+	List	   *alive = NIL;
+	MemoryContext old;
+
+	foreach(lc, job_workers)
+	{
+		JobRunWorker *worker = lfirst(lc);
+		pid_t		pid;
+
+		if (GetBackgroundWorkerPid(worker->handle, &pid) == BGWH_STOPPED)
+		{
+			TimestampTz ignored;
+
+			(void) PipelineSlotRelease(worker->slotno, &ignored);
+			MarkCrashed(worker->run_id, "the job's worker exited before recording an outcome");
+			pfree(worker->handle);
+			pfree(worker);
+		}
+		else
+		{
+			/* the list outlives this transaction */
+			old = MemoryContextSwitchTo(TopMemoryContext);
+			alive = lappend(alive, worker);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	list_free(job_workers);
+	job_workers = alive;
+}
+
+/*
+ * Enqueue the due occurrence of each enabled scheduled job; return the
+ * earliest future fire time (0 if none).
+ */
+static TimestampTz
+EnqueueDueOccurrences(TimestampTz now)
+{
+	TimestampTz wake_at = 0;
+	SPITupleTable *jobs;
+	uint64		njobs;
+
+	Execute("SELECT id, schedule, time_zone, COALESCE(last_scheduled_for, created_at) "
+			"FROM pipeline.jobs WHERE enabled AND schedule IS NOT NULL",
+			0, NULL, NULL, SPI_OK_SELECT);
+	jobs = SPI_tuptable;
+	njobs = SPI_processed;
+	for (uint64 i = 0; i < njobs; i++)
+	{
+		bool		isnull;
+		int64		job_id = DatumGetInt64(SPI_getbinval(jobs->vals[i], jobs->tupdesc, 1, &isnull));
+		char	   *spec = SPI_getvalue(jobs->vals[i], jobs->tupdesc, 2);
+		pg_tz	   *tz = pg_tzset(SPI_getvalue(jobs->vals[i], jobs->tupdesc, 3));
+		TimestampTz last = DatumGetTimestampTz(SPI_getbinval(jobs->vals[i], jobs->tupdesc, 4, &isnull));
+		Schedule	schedule;
+		TimestampTz next;
+		TimestampTz latest;
+		char	   *error;
+		char	   *hint;
+		Oid			argtypes[2] = {INT8OID, TIMESTAMPTZOID};
+		Datum		args[2];
+
+		/* checked at creation; a time zone can vanish with a tzdata update */
+		if (tz == NULL || !PipelineParseSchedule(spec, &schedule, &error, &hint))
+			continue;
+		if (!PipelineNextFire(&schedule, last, tz, &next))
+			continue;
+		if (next > now)
+		{
+			if (wake_at == 0 || next < wake_at)
+				wake_at = next;
+			continue;
+		}
+		/* after downtime only the latest missed occurrence runs */
+		latest = next;
+		for (int step = 0; step < CATCH_UP_STEPS; step++)
+		{
+			if (!PipelineNextFire(&schedule, latest, tz, &next) || next > now)
+				break;
+			latest = next;
+		}
+		if (PipelineNextFire(&schedule, latest, tz, &next) && (wake_at == 0 || next < wake_at))
+			wake_at = next;
+
+		args[0] = Int64GetDatum(job_id);
+		args[1] = TimestampTzGetDatum(latest);
+		Execute("INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state, "
+				"  finished_at, error) "
+				"SELECT j.id, j.owner, $2, 1, $2, 'schedule', "
+				"  CASE WHEN busy THEN 'skipped' ELSE 'queued' END, "
+				"  CASE WHEN busy THEN pg_catalog.clock_timestamp() END, "
+				"  CASE WHEN busy THEN 'the previous run was still queued or running' END "
+				"FROM pipeline.jobs j, LATERAL (SELECT EXISTS (SELECT FROM pipeline.job_runs r "
+				"  WHERE r.job_id OPERATOR(pg_catalog.=) j.id "
+				"  AND r.state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'starting', 'running'])) AS busy) b "
+				"WHERE j.id OPERATOR(pg_catalog.=) $1 ON CONFLICT DO NOTHING",
+				2, argtypes, args, SPI_OK_INSERT);
+		Execute("UPDATE pipeline.jobs SET last_scheduled_for = $2 WHERE id OPERATOR(pg_catalog.=) $1",
+				2, argtypes, args, SPI_OK_UPDATE);
+	}
+	return wake_at;
+}
+
+static void
+StartRunWorker(int64 run_id, Oid owner)
+{
+	BackgroundWorker bgw;
+	JobWorkerArgs args;
+	JobRunWorker *worker;
+	BackgroundWorkerHandle *handle;
+	int			slotno = PipelineSlotReserve(PIPELINE_WORKER_JOB, MyDatabaseId, run_id, 0);
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(bgw.bgw_library_name, "pg_pipeline", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "PipelineJobWorkerMain", BGW_MAXLEN);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "pg_pipeline job run " INT64_FORMAT, run_id);
+	strlcpy(bgw.bgw_type, "pg_pipeline job", BGW_MAXLEN);
+	args.run_id = run_id;
+	args.dboid = MyDatabaseId;
+	args.owner = owner;
+	args.slotno = slotno;
+	StaticAssertStmt(sizeof(args) <= BGW_EXTRALEN, "worker arguments too large");
+	memcpy(bgw.bgw_extra, &args, sizeof(args));
+	bgw.bgw_notify_pid = MyProcPid;
+
+	if (slotno >= 0 && RegisterDynamicBackgroundWorker(&bgw, &handle))
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		worker = palloc(sizeof(JobRunWorker));
+		worker->run_id = run_id;
+		worker->slotno = slotno;
+		worker->handle = handle;
+		job_workers = lappend(job_workers, worker);
+		MemoryContextSwitchTo(old);
+		return;
+	}
+
+	/* no worker slot free now: the run waits in the queue */
+	if (slotno >= 0)
+	{
+		TimestampTz ignored;
+
+		(void) PipelineSlotRelease(slotno, &ignored);
+	}
+	PipelineSpiBegin();
+	{
+		Oid			argtypes[1] = {INT8OID};
+		Datum		args1[1] = {Int64GetDatum(run_id)};
+
+		Execute("UPDATE pipeline.job_runs SET state = 'queued' WHERE id OPERATOR(pg_catalog.=) $1 "
+				"AND state OPERATOR(pg_catalog.=) 'starting'",
+				1, argtypes, args1, SPI_OK_UPDATE);
+	}
+	PipelineSpiCommit();
+	ereport(LOG,
+			(errmsg("pg_pipeline job run " INT64_FORMAT " waits: no background worker slot is free", run_id),
+			 errhint("Raise max_worker_processes.")));
+}
+
+/*
+ * One pass: crash detection, enqueueing, starting due runs.  Returns how
+ * long the supervisor may sleep, in ms (-1: until woken).
+ */
+long
+PipelineSchedulerTick(bool first)
+{
+	TimestampTz now;
+	TimestampTz wake_at;
+	int64	   *start_ids;
+	Oid		   *start_owners;
+	int			nstart = 0;
+
+	PipelineSpiBegin();
+	now = GetCurrentTimestamp();
+	ReapWorkers();
+	if (first)
+	{
+		/* runs left open by a crash or shutdown: no worker of ours runs them */
+		Execute("SELECT id FROM pipeline.job_runs "
+				"WHERE state OPERATOR(pg_catalog.=) ANY (ARRAY['starting', 'running'])",
+				0, NULL, NULL, SPI_OK_SELECT);
+		{
+			SPITupleTable *open = SPI_tuptable;
+			uint64		nopen = SPI_processed;
+
+			for (uint64 i = 0; i < nopen; i++)
+			{
+				bool		isnull;
+
+				MarkCrashed(DatumGetInt64(SPI_getbinval(open->vals[i], open->tupdesc, 1, &isnull)),
+							"the server stopped during the run");
+			}
+		}
+	}
+	wake_at = EnqueueDueOccurrences(now);
+
+	/* due runs, one at a time per job, marked starting before any worker exists */
+	Execute("UPDATE pipeline.job_runs r SET state = 'starting' "
+			"WHERE r.state OPERATOR(pg_catalog.=) 'queued' AND r.due_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() "
+			"AND r.id OPERATOR(pg_catalog.=) (SELECT q.id FROM pipeline.job_runs q "
+			"  WHERE q.job_id OPERATOR(pg_catalog.=) r.job_id AND q.state OPERATOR(pg_catalog.=) 'queued' "
+			"  ORDER BY q.due_at, q.id LIMIT 1) "
+			"AND NOT EXISTS (SELECT FROM pipeline.job_runs b WHERE b.job_id OPERATOR(pg_catalog.=) r.job_id "
+			"  AND b.state OPERATOR(pg_catalog.=) ANY (ARRAY['starting', 'running'])) "
+			"RETURNING r.id, r.owner::oid",
+			0, NULL, NULL, SPI_OK_UPDATE_RETURNING);
+	start_ids = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * Max(SPI_processed, 1));
+	start_owners = MemoryContextAlloc(TopMemoryContext, sizeof(Oid) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		start_ids[nstart] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		start_owners[nstart++] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+
+	/* the next queued run that is due later (a retry) */
+	Execute("SELECT min(due_at) FROM pipeline.job_runs WHERE state OPERATOR(pg_catalog.=) 'queued'",
+			0, NULL, NULL, SPI_OK_SELECT);
+	{
+		bool		isnull;
+		Datum		due = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull && (wake_at == 0 || DatumGetTimestampTz(due) < wake_at))
+			wake_at = DatumGetTimestampTz(due);
+	}
+	PipelineSpiCommit();
+
+	for (int i = 0; i < nstart; i++)
+		StartRunWorker(start_ids[i], start_owners[i]);
+	pfree(start_ids);
+	pfree(start_owners);
+
+	if (wake_at == 0)
+		return -1;
+	now = GetCurrentTimestamp();
+	if (wake_at <= now)
+		return 0;
+	/* wake exactly at the fire time: round up to the next millisecond */
+	return (long) ((wake_at - now + 999) / 1000);
+}
+
+/* Stop the job workers when the supervisor exits, so none is orphaned */
+void
+PipelineSchedulerShutdown(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, job_workers)
+		TerminateBackgroundWorker(((JobRunWorker *) lfirst(lc))->handle);
+}

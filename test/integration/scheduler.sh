@@ -1,0 +1,85 @@
+# Jobs on a live cluster: a job every second starts within 100 ms of its
+# time; failures are retried with exponential backoff, timeouts cancel,
+# failures are notified; a run cut by an immediate shutdown is retried
+# exactly once after the restart; a job runs with its owner's rights only.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. test/lib/tap.sh
+. test/lib/pg.sh
+
+plan 11
+db=jobs_test
+fresh_database $db >/dev/null
+q "DROP ROLE IF EXISTS jobber" >/dev/null 2>&1
+q "CREATE ROLE jobber LOGIN" >/dev/null
+q $db "CREATE TABLE ticks (run_id bigint, scheduled_for timestamptz, at timestamptz DEFAULT clock_timestamp());
+       CREATE TABLE done (attempt int);
+       CREATE TABLE secret (x int);
+       GRANT INSERT, SELECT ON ticks, done TO jobber"
+as_jobber() { psql -X -q -At -v ON_ERROR_STOP=1 -d $db -c "SET ROLE jobber" -c "$1"; }
+
+# every second
+as_jobber "SELECT pipeline.schedule_job('tick', '* * * * * *',
+  \$\$INSERT INTO ticks (run_id, scheduled_for) SELECT run_id, scheduled_for FROM pipeline.run_context()\$\$)" >/dev/null
+sleep 6
+as_jobber "SELECT pipeline.pause_job('tick')" >/dev/null
+is "$(q $db "SELECT count(*) >= 4 FROM ticks")" t "a job scheduled every second runs every second"
+is "$(q $db "SELECT count(*) = count(DISTINCT scheduled_for) FROM ticks")" t "each second's occurrence runs once"
+latency=$(q $db "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - scheduled_for) * 1000)::int
+                   FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id WHERE j.name = 'tick' AND r.state = 'succeeded'")
+diag "start latency from scheduled time, median: $latency ms"
+[ -n "$latency" ] && [ "$latency" -lt 100 ]
+ok $? "it starts within 100 ms of its time (median $latency ms)"
+
+# retries with exponential backoff, and a notification for each failure
+psql -X -d $db -c "LISTEN pipeline_job_failed" -c "SELECT pg_sleep(6)" >"${TMPDIR:-/tmp}/notify.$$" 2>&1 &
+listener=$!
+sleep 0.5
+as_jobber "SELECT pipeline.schedule_job('fails', NULL, 'SELECT 1 / 0', '{\"max_attempts\": 3, \"retry_delay\": \"1 second\"}')" >/dev/null
+as_jobber "SELECT pipeline.run_job('fails')" >/dev/null
+wait_for_sql 20 $db "SELECT count(*) = 3 FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id WHERE j.name = 'fails' AND r.state = 'failed'"
+is "$(q $db "SELECT string_agg(attempt || ':' || trigger || ':' || state || ':' || sqlstate, ' ' ORDER BY attempt)
+               FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id WHERE j.name = 'fails'")" \
+	"1:manual:failed:22012 2:retry:failed:22012 3:retry:failed:22012" "a failing job is tried max_attempts times, then stops"
+is "$(q $db "SELECT bool_and(gap >= expected) FROM (
+               SELECT started_at - lag(finished_at) OVER (ORDER BY attempt) AS gap,
+                      interval '1 second' * power(2, attempt - 2) AS expected
+                 FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id WHERE j.name = 'fails') g
+              WHERE gap IS NOT NULL")" t "retries wait 1 s, then 2 s (exponential backoff)"
+wait "$listener"
+is "$(grep -c 'Asynchronous notification "pipeline_job_failed"' "${TMPDIR:-/tmp}/notify.$$")" 3 \
+	"each failure is notified on channel pipeline_job_failed"
+rm -f "${TMPDIR:-/tmp}/notify.$$"
+
+# a timeout cancels the run
+as_jobber "SELECT pipeline.schedule_job('slow', NULL, 'SELECT pg_sleep(10)', '{\"timeout\": \"1 second\"}')" >/dev/null
+as_jobber "SELECT pipeline.run_job('slow')" >/dev/null
+wait_for_sql 10 $db "SELECT state = 'timed_out' FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id WHERE j.name = 'slow'"
+ok $? "a run past its timeout is cancelled and recorded as timed_out"
+
+# the owner's rights, nothing more
+as_jobber "SELECT pipeline.schedule_job('snoop', NULL, 'INSERT INTO secret VALUES (1)')" >/dev/null
+as_jobber "SELECT pipeline.run_job('snoop')" >/dev/null
+wait_for_sql 10 $db "SELECT state = 'failed' FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id WHERE j.name = 'snoop'"
+is "$(q $db "SELECT sqlstate || ' ' || error FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id WHERE j.name = 'snoop'")" \
+	"42501 permission denied for table secret" "a job without the right fails with the permission error in its history"
+is "$(q $db "SELECT count(*) FROM secret")" 0 "and wrote nothing"
+
+# an immediate shutdown in the middle of a run: exactly one retry after the restart
+as_jobber "SELECT pipeline.schedule_job('long', NULL, 'SELECT pg_sleep(3); INSERT INTO done SELECT attempt FROM pipeline.run_context()',
+  '{\"max_attempts\": 3, \"retry_delay\": \"1 second\"}')" >/dev/null
+as_jobber "SELECT pipeline.run_job('long')" >/dev/null
+wait_for_sql 10 $db "SELECT state = 'running' FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id WHERE j.name = 'long'"
+restart_cluster immediate >/dev/null 2>&1
+ok $? "the cluster restarts after an immediate shutdown during the run"
+wait_until 30 q "SELECT 1"
+wait_for_sql 30 $db "SELECT count(*) = 1 FROM done"
+sleep 2 # a second retry would show up now
+is "$(q $db "SELECT string_agg(attempt || ':' || state, ' ' ORDER BY attempt) || ' / done: ' || (SELECT string_agg(attempt::text, ',') FROM done)
+               FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id WHERE j.name = 'long'")" \
+	"1:crashed 2:succeeded / done: 2" "the cut run is recorded as crashed and retried exactly once"
+
+q $db "SELECT pipeline.unschedule_job(name) FROM pipeline.jobs" >/dev/null
+q "DROP DATABASE $db WITH (FORCE)" >/dev/null
+q "DROP ROLE jobber" >/dev/null
+done_testing
