@@ -1332,6 +1332,7 @@ CREATE TABLE pipeline.jobs (
     max_attempts integer NOT NULL DEFAULT 1,
     retry_delay interval NOT NULL DEFAULT '10 seconds',
     max_retry_delay interval NOT NULL DEFAULT '1 hour',
+    depends_on bigint[] NOT NULL DEFAULT '{}',
     last_scheduled_for timestamptz,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CHECK (max_attempts BETWEEN 1 AND 100),
@@ -1359,9 +1360,9 @@ CREATE TABLE pipeline.job_runs (
     sqlstate text,
     error text,
     UNIQUE (job_id, scheduled_for, attempt),
-    CHECK (trigger OPERATOR(pg_catalog.=) ANY (ARRAY['schedule', 'manual', 'retry'])),
+    CHECK (trigger OPERATOR(pg_catalog.=) ANY (ARRAY['schedule', 'manual', 'retry', 'upstream', 'backfill'])),
     CHECK (state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'starting', 'running', 'succeeded', 'failed',
-                                                   'timed_out', 'crashed', 'skipped']))
+                                                   'timed_out', 'crashed', 'skipped', 'upstream_failed']))
 );
 CREATE INDEX ON pipeline.job_runs (state, due_at) WHERE state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'starting', 'running']);
 COMMENT ON TABLE pipeline.job_runs IS
@@ -1419,6 +1420,7 @@ DECLARE
     new_id bigint;
     key text;
     option_interval interval;
+    upstream bigint[] := '{}';
 BEGIN
     IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -1436,12 +1438,28 @@ BEGIN
             HINT = 'For example ''{"time_zone": "Europe/Paris", "max_attempts": 3}''.';
     END IF;
     FOR key IN SELECT pg_catalog.jsonb_object_keys(options) LOOP
-        IF NOT key OPERATOR(pg_catalog.=) ANY (ARRAY['time_zone', 'timeout', 'max_attempts', 'retry_delay', 'max_retry_delay', 'enabled']) THEN
+        IF NOT key OPERATOR(pg_catalog.=) ANY (ARRAY['time_zone', 'timeout', 'max_attempts', 'retry_delay', 'max_retry_delay', 'enabled', 'depends_on']) THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = pg_catalog.format('unknown option "%s"', key),
-                HINT = 'Valid options are: time_zone, timeout, max_attempts, retry_delay, max_retry_delay, enabled.';
+                HINT = 'Valid options are: time_zone, timeout, max_attempts, retry_delay, max_retry_delay, enabled, depends_on.';
         END IF;
     END LOOP;
+    -- a job of a graph runs when all the jobs it depends on succeeded for the same time
+    IF options ? 'depends_on' THEN
+        IF pg_catalog.jsonb_typeof(options->'depends_on') OPERATOR(pg_catalog.<>) 'array'
+           OR pg_catalog.jsonb_array_length(options->'depends_on') OPERATOR(pg_catalog.=) 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'option "depends_on" must list job names',
+                HINT = 'For example ''{"depends_on": ["import", "clean"]}''.';
+        END IF;
+        SELECT pg_catalog.array_agg(pipeline.job_id(u.name) ORDER BY u.n) INTO upstream
+          FROM pg_catalog.jsonb_array_elements_text(options->'depends_on') WITH ORDINALITY AS u(name, n);
+        IF schedule IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'a job cannot have both a schedule and depends_on',
+                HINT = 'Schedule the first jobs of the graph; the others run when the jobs they depend on succeed.';
+        END IF;
+    END IF;
     -- checks the schedule and the time zone, with their own messages
     IF schedule IS NOT NULL THEN
         PERFORM pipeline.next_runs(schedule, 1, pg_catalog.now(), COALESCE(options->>'time_zone', 'UTC'));
@@ -1481,11 +1499,11 @@ BEGIN
     END IF;
     BEGIN
         INSERT INTO pipeline.jobs (name, schedule, command, time_zone, timeout, max_attempts, retry_delay,
-                                   max_retry_delay, enabled, last_scheduled_for)
+                                   max_retry_delay, enabled, depends_on, last_scheduled_for)
         VALUES (name, schedule, command, COALESCE(options->>'time_zone', 'UTC'), (options->>'timeout')::interval,
                 COALESCE((options->>'max_attempts')::int, 1), COALESCE((options->>'retry_delay')::interval, '10 seconds'),
                 COALESCE((options->>'max_retry_delay')::interval, '1 hour'), COALESCE((options->>'enabled')::boolean, true),
-                pg_catalog.now())
+                upstream, pg_catalog.now())
         RETURNING id INTO new_id;
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
@@ -1505,8 +1523,16 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    job bigint := pipeline.job_id(unschedule_job.name);
 BEGIN
-    DELETE FROM pipeline.jobs j WHERE j.id OPERATOR(pg_catalog.=) pipeline.job_id(unschedule_job.name);
+    IF EXISTS (SELECT FROM pipeline.jobs j WHERE job OPERATOR(pg_catalog.=) ANY (j.depends_on)) THEN
+        RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
+            MESSAGE = pg_catalog.format('jobs depend on job "%s"', name),
+            HINT = pg_catalog.format('Unschedule them first: %s.', (SELECT pg_catalog.string_agg(j.name, ', ' ORDER BY j.name)
+                                                                   FROM pipeline.jobs j WHERE job OPERATOR(pg_catalog.=) ANY (j.depends_on)));
+    END IF;
+    DELETE FROM pipeline.jobs j WHERE j.id OPERATOR(pg_catalog.=) job;
 END
 $$;
 COMMENT ON FUNCTION pipeline.unschedule_job(text) IS
@@ -1565,6 +1591,123 @@ COMMENT ON FUNCTION pipeline.run_job(text) IS
 REVOKE ALL ON FUNCTION pipeline.run_job(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline.run_job(text) TO PUBLIC;
 
+CREATE FUNCTION pipeline.rerun_job(name text, scheduled_for timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job pipeline.jobs;
+    new_id bigint;
+BEGIN
+    SELECT * INTO job FROM pipeline.jobs j WHERE j.id OPERATOR(pg_catalog.=) pipeline.job_id(rerun_job.name);
+    -- a new attempt for the same logical time; the jobs after it follow when it succeeds
+    INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state)
+    SELECT job.id, job.owner, rerun_job.scheduled_for,
+           COALESCE((SELECT pg_catalog.max(r.attempt) FROM pipeline.job_runs r
+                      WHERE r.job_id OPERATOR(pg_catalog.=) job.id AND r.scheduled_for OPERATOR(pg_catalog.=) rerun_job.scheduled_for), 0)
+             OPERATOR(pg_catalog.+) 1,
+           pg_catalog.clock_timestamp(), 'manual', 'queued'
+    RETURNING id INTO new_id;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.rerun_job(text, timestamptz) IS
+    'runs a job again for a logical time (for example after fixing a failed task of a graph); the jobs that depend on it follow when it succeeds';
+REVOKE ALL ON FUNCTION pipeline.rerun_job(text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.rerun_job(text, timestamptz) TO PUBLIC;
+
+CREATE FUNCTION pipeline.backfill_job(name text, from_time timestamptz, to_time timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job pipeline.jobs;
+    queued integer;
+BEGIN
+    SELECT * INTO job FROM pipeline.jobs j WHERE j.id OPERATOR(pg_catalog.=) pipeline.job_id(backfill_job.name);
+    IF job.schedule IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('job "%s" has no schedule to backfill', name),
+            HINT = 'Backfill the scheduled job at the start of its graph; the jobs that depend on it follow.';
+    END IF;
+    IF from_time IS NULL OR to_time IS NULL OR to_time OPERATOR(pg_catalog.<) from_time THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'invalid backfill range',
+            HINT = 'Give a start and an end, the end not before the start.';
+    END IF;
+    -- each occurrence in the range, oldest first, one run at a time
+    INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state)
+    SELECT job.id, job.owner, o.at,
+           COALESCE((SELECT pg_catalog.max(r.attempt) FROM pipeline.job_runs r
+                      WHERE r.job_id OPERATOR(pg_catalog.=) job.id AND r.scheduled_for OPERATOR(pg_catalog.=) o.at), 0)
+             OPERATOR(pg_catalog.+) 1,
+           pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => o.n OPERATOR(pg_catalog./) 1000.0),
+           'backfill', 'queued'
+      FROM pipeline.next_runs(job.schedule, 10000, from_time OPERATOR(pg_catalog.-) interval '1 microsecond', job.time_zone)
+           WITH ORDINALITY AS o(at, n)
+     WHERE o.at OPERATOR(pg_catalog.<=) to_time;
+    GET DIAGNOSTICS queued = ROW_COUNT;
+    RETURN queued;
+END
+$$;
+COMMENT ON FUNCTION pipeline.backfill_job(text, timestamptz, timestamptz) IS
+    'queues a run of a scheduled job for each of its occurrences in a time range, oldest first, with that time as its logical time; the jobs that depend on it follow each; returns the number queued';
+REVOKE ALL ON FUNCTION pipeline.backfill_job(text, timestamptz, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.backfill_job(text, timestamptz, timestamptz) TO PUBLIC;
+
+-- After a run ends: start the jobs of its graph that now have all they need,
+-- or, when it failed for good, mark the jobs after it as upstream_failed
+CREATE FUNCTION pipeline.job_run_ended(run_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run pipeline.job_runs;
+BEGIN
+    SELECT * INTO run FROM pipeline.job_runs r WHERE r.id OPERATOR(pg_catalog.=) run_id;
+    IF run.state OPERATOR(pg_catalog.=) 'succeeded' THEN
+        -- a new attempt, also after an earlier upstream_failed or a run on older data (a rerun)
+        INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state)
+        SELECT d.id, d.owner, run.scheduled_for,
+               COALESCE((SELECT pg_catalog.max(r.attempt) FROM pipeline.job_runs r
+                          WHERE r.job_id OPERATOR(pg_catalog.=) d.id AND r.scheduled_for OPERATOR(pg_catalog.=) run.scheduled_for), 0)
+                 OPERATOR(pg_catalog.+) 1,
+               pg_catalog.clock_timestamp(), 'upstream', 'queued'
+          FROM pipeline.jobs d
+         WHERE run.job_id OPERATOR(pg_catalog.=) ANY (d.depends_on) AND d.enabled
+           AND NOT EXISTS (SELECT FROM pg_catalog.unnest(d.depends_on) AS u(job_id)
+                            WHERE NOT EXISTS (SELECT FROM pipeline.job_runs r
+                                               WHERE r.job_id OPERATOR(pg_catalog.=) u.job_id
+                                                 AND r.scheduled_for OPERATOR(pg_catalog.=) run.scheduled_for
+                                                 AND r.state OPERATOR(pg_catalog.=) 'succeeded'))
+           AND NOT EXISTS (SELECT FROM pipeline.job_runs r
+                            WHERE r.job_id OPERATOR(pg_catalog.=) d.id AND r.scheduled_for OPERATOR(pg_catalog.=) run.scheduled_for
+                              AND r.state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'starting', 'running']))
+        ON CONFLICT DO NOTHING;
+    ELSIF run.state OPERATOR(pg_catalog.=) ANY (ARRAY['failed', 'timed_out', 'crashed'])
+          AND NOT EXISTS (SELECT FROM pipeline.job_runs r WHERE r.job_id OPERATOR(pg_catalog.=) run.job_id
+                             AND r.scheduled_for OPERATOR(pg_catalog.=) run.scheduled_for
+                             AND r.attempt OPERATOR(pg_catalog.>) run.attempt) THEN
+        WITH RECURSIVE downstream (id, owner) AS (
+            SELECT d.id, d.owner FROM pipeline.jobs d WHERE run.job_id OPERATOR(pg_catalog.=) ANY (d.depends_on)
+            UNION
+            SELECT d.id, d.owner FROM pipeline.jobs d JOIN downstream x ON x.id OPERATOR(pg_catalog.=) ANY (d.depends_on))
+        INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state, finished_at, error)
+        SELECT x.id, x.owner, run.scheduled_for, 1, pg_catalog.clock_timestamp(), 'upstream', 'upstream_failed',
+               pg_catalog.clock_timestamp(), pg_catalog.format('job %s failed', (SELECT j.name FROM pipeline.jobs j WHERE j.id OPERATOR(pg_catalog.=) run.job_id))
+          FROM downstream x
+        ON CONFLICT DO NOTHING;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pipeline.job_run_ended(bigint) IS
+    'after a job run ends: queues the jobs of its graph whose dependencies all succeeded for that time, or marks them upstream_failed; called by the job workers and the supervisor';
+REVOKE ALL ON FUNCTION pipeline.job_run_ended(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.job_run_ended(bigint) TO PUBLIC;
+
 CREATE FUNCTION pipeline.run_context(
     OUT job text,
     OUT run_id bigint,
@@ -1588,6 +1731,8 @@ CREATE VIEW pipeline.job_status WITH (security_invoker = true) AS
 SELECT j.name AS job,
        j.owner,
        j.schedule,
+       (SELECT pg_catalog.array_agg(u.name ORDER BY u.name) FROM pipeline.jobs u
+         WHERE u.id OPERATOR(pg_catalog.=) ANY (j.depends_on)) AS depends_on,
        j.time_zone,
        j.enabled,
        CASE WHEN j.enabled AND j.schedule IS NOT NULL

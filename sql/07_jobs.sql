@@ -20,6 +20,7 @@ SELECT trigger, attempt FROM pipeline.job_runs;  -- the supervisor runs it at on
 SELECT * FROM pipeline.run_context();   -- outside a job: NULLs
 
 -- errors
+SELECT pipeline.pause_job('nightly');   -- keep the backfill below from running
 SELECT pipeline.schedule_job('nightly', '@daily', 'SELECT 1');
 SELECT pipeline.schedule_job('', '@daily', 'SELECT 1');
 SELECT pipeline.schedule_job('x', '@daily', ' ');
@@ -32,6 +33,19 @@ SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"retries": 3}');
 SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '[]');
 SELECT pipeline.run_job('nope');
 SELECT pipeline.unschedule_job('nope');
+
+-- graphs: a job can depend only on jobs that exist, so a graph has no cycle
+SELECT pipeline.schedule_job('after', NULL, 'SELECT 1', '{"depends_on": ["nightly", "manual"]}') > 0 AS created;
+SELECT job, depends_on FROM pipeline.job_status WHERE job = 'after';
+SELECT pipeline.schedule_job('loop', NULL, 'SELECT 1', '{"depends_on": ["loop"]}');
+SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"depends_on": ["nightly"]}');
+SELECT pipeline.schedule_job('x', NULL, 'SELECT 1', '{"depends_on": []}');
+SELECT pipeline.schedule_job('x', NULL, 'SELECT 1', '{"depends_on": "nightly"}');
+SELECT pipeline.unschedule_job('nightly');
+SELECT pipeline.backfill_job('nightly', '2026-11-01', '2026-11-03');
+SELECT pipeline.backfill_job('manual', '2026-11-01', '2026-11-03');
+SELECT pipeline.backfill_job('nightly', '2026-11-03', '2026-11-01');
+SELECT pipeline.unschedule_job('after');
 
 -- another role sees and changes none of them
 SET ROLE job_other;

@@ -5,7 +5,8 @@
  *
  * It claims its run ('starting' -> 'running', committed, so the run shows
  * as running), then runs the command in one transaction that also marks the
- * run 'succeeded': the work and its record commit together.  On an error
+ * run 'succeeded' and queues the jobs of its graph that now may run: the
+ * work and its record commit together.  On an error
  * the transaction rolls back and a new one records the failure ('failed',
  * or 'timed_out' when the job's timeout cancelled it), queues the next
  * attempt with exponential backoff if the job has attempts left, and
@@ -120,7 +121,8 @@ RunCommand(JobRun *run)
 	disable_timeout(STATEMENT_TIMEOUT, false);
 	if (SPI_execute_with_args("UPDATE pipeline.job_runs SET state = 'succeeded', "
 							  "finished_at = pg_catalog.clock_timestamp() WHERE id OPERATOR(pg_catalog.=) $1",
-							  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_execute_with_args("SELECT pipeline.job_run_ended($1)", 1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not record job run " INT64_FORMAT, worker_args.run_id);
 	PipelineSpiCommit();
 }
@@ -151,6 +153,7 @@ RecordFailure(JobRun *run, ErrorData *edata)
 							  "WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.attempt OPERATOR(pg_catalog.<) j.max_attempts "
 							  "ON CONFLICT DO NOTHING",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_INSERT ||
+		SPI_execute_with_args("SELECT pipeline.job_run_ended($1)", 1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT ||
 		SPI_execute_with_args("SELECT pg_catalog.pg_notify('pipeline_job_failed', pg_catalog.json_build_object("
 							  "'job', j.name, 'run_id', r.id, 'scheduled_for', r.scheduled_for, 'attempt', r.attempt, "
 							  "'state', r.state, 'sqlstate', r.sqlstate, 'error', r.error)::text) "

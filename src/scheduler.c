@@ -84,6 +84,7 @@ MarkCrashed(int64 run_id, const char *reason)
 			"WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.attempt OPERATOR(pg_catalog.<) j.max_attempts "
 			"ON CONFLICT DO NOTHING",
 			1, argtypes, args, SPI_OK_INSERT);
+	Execute("SELECT pipeline.job_run_ended($1)", 1, argtypes, args, SPI_OK_SELECT);
 	ereport(LOG, (errmsg("pg_pipeline job run " INT64_FORMAT " crashed: %s", run_id, reason)));
 }
 

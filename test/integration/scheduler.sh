@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
 . test/lib/pg.sh
 
-plan 11
+plan 16
 db=jobs_test
 fresh_database $db >/dev/null
 q "DROP ROLE IF EXISTS jobber" >/dev/null 2>&1
@@ -15,7 +15,9 @@ q "CREATE ROLE jobber LOGIN" >/dev/null
 q $db "CREATE TABLE ticks (run_id bigint, scheduled_for timestamptz, at timestamptz DEFAULT clock_timestamp());
        CREATE TABLE done (attempt int);
        CREATE TABLE secret (x int);
-       GRANT INSERT, SELECT ON ticks, done TO jobber"
+       CREATE TABLE steps (job text, day date, at timestamptz DEFAULT clock_timestamp());
+       CREATE TABLE fixed (ok int);
+       GRANT INSERT, SELECT ON ticks, done, steps, fixed TO jobber"
 as_jobber() { psql -X -q -At -v ON_ERROR_STOP=1 -d $db -c "SET ROLE jobber" -c "$1"; }
 
 # every second
@@ -64,6 +66,36 @@ wait_for_sql 10 $db "SELECT state = 'failed' FROM pipeline.job_runs r JOIN pipel
 is "$(q $db "SELECT sqlstate || ' ' || error FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id WHERE j.name = 'snoop'")" \
 	"42501 permission denied for table secret" "a job without the right fails with the permission error in its history"
 is "$(q $db "SELECT count(*) FROM secret")" 0 "and wrote nothing"
+
+# a three-step nightly graph, backfilled over three days: each day's steps in order
+step() { echo "INSERT INTO steps (job, day) SELECT '$1', (scheduled_for AT TIME ZONE 'UTC')::date FROM pipeline.run_context()"; }
+as_jobber "SELECT pipeline.schedule_job('import', '0 2 * * *', \$\$$(step import)\$\$)" >/dev/null
+as_jobber "SELECT pipeline.schedule_job('clean', NULL, \$\$$(step clean)\$\$, '{\"depends_on\": [\"import\"]}')" >/dev/null
+as_jobber "SELECT pipeline.schedule_job('report', NULL, \$\$$(step report)\$\$, '{\"depends_on\": [\"clean\"]}')" >/dev/null
+is "$(as_jobber "SELECT pipeline.backfill_job('import', '2026-11-01', '2026-11-03 23:59')")" 3 "a backfill queues the three days' occurrences"
+wait_for_sql 30 $db "SELECT count(*) = 9 FROM steps"
+is "$(q $db "SELECT string_agg(day || ':' || jobs, ' ' ORDER BY day) FROM (
+               SELECT day, string_agg(job, ',' ORDER BY at) AS jobs FROM steps GROUP BY day) d")" \
+	"2026-11-01:import,clean,report 2026-11-02:import,clean,report 2026-11-03:import,clean,report" \
+	"each day runs import, then clean, then report, with that day as its logical time"
+
+# a failed step: the steps after it are upstream_failed; a rerun after the fix resumes the graph
+as_jobber "SELECT pipeline.schedule_job('check', NULL, 'SELECT 1 / (SELECT count(*) FROM fixed)::int', '{\"depends_on\": [\"report\"]}')" >/dev/null
+as_jobber "SELECT pipeline.schedule_job('publish', NULL, \$\$$(step publish)\$\$, '{\"depends_on\": [\"check\"]}')" >/dev/null
+as_jobber "SELECT pipeline.schedule_job('archive', NULL, \$\$$(step archive)\$\$, '{\"depends_on\": [\"publish\"]}')" >/dev/null
+as_jobber "SELECT pipeline.backfill_job('import', '2026-11-04', '2026-11-04 23:59')" >/dev/null
+wait_for_sql 30 $db "SELECT count(*) = 2 FROM pipeline.job_runs WHERE state = 'upstream_failed'"
+is "$(q $db "SELECT string_agg(j.name || ':' || r.state, ' ' ORDER BY j.id) FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id
+               WHERE r.scheduled_for = '2026-11-04 02:00+00' AND j.name IN ('check', 'publish', 'archive')")" \
+	"check:failed publish:upstream_failed archive:upstream_failed" "a failed step marks every step after it upstream_failed"
+q $db "INSERT INTO fixed VALUES (1)" >/dev/null
+as_jobber "SELECT pipeline.rerun_job('check', '2026-11-04 02:00+00')" >/dev/null
+wait_for_sql 30 $db "SELECT count(*) = 1 FROM steps WHERE job = 'archive'"
+is "$(q $db "SELECT string_agg(job || ':' || day, ' ' ORDER BY at) FROM steps WHERE job IN ('publish', 'archive')")" \
+	"publish:2026-11-04 archive:2026-11-04" "rerunning the failed step after the fix runs the rest of the graph for that day"
+is "$(as_jobber "SELECT pipeline.unschedule_job('report')" 2>&1 | grep -c 'jobs depend on job "report"')" 1 \
+	"a job others depend on cannot be unscheduled"
+q $db "UPDATE pipeline.jobs SET depends_on = '{}'" >/dev/null
 
 # an immediate shutdown in the middle of a run: exactly one retry after the restart
 as_jobber "SELECT pipeline.schedule_job('long', NULL, 'SELECT pg_sleep(3); INSERT INTO done SELECT attempt FROM pipeline.run_context()',
