@@ -1333,6 +1333,7 @@ CREATE TABLE pipeline.jobs (
     retry_delay interval NOT NULL DEFAULT '10 seconds',
     max_retry_delay interval NOT NULL DEFAULT '1 hour',
     depends_on bigint[] NOT NULL DEFAULT '{}',
+    atomic boolean NOT NULL DEFAULT true,
     last_scheduled_for timestamptz,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CHECK (max_attempts BETWEEN 1 AND 100),
@@ -1438,10 +1439,10 @@ BEGIN
             HINT = 'For example ''{"time_zone": "Europe/Paris", "max_attempts": 3}''.';
     END IF;
     FOR key IN SELECT pg_catalog.jsonb_object_keys(options) LOOP
-        IF NOT key OPERATOR(pg_catalog.=) ANY (ARRAY['time_zone', 'timeout', 'max_attempts', 'retry_delay', 'max_retry_delay', 'enabled', 'depends_on']) THEN
+        IF NOT key OPERATOR(pg_catalog.=) ANY (ARRAY['time_zone', 'timeout', 'max_attempts', 'retry_delay', 'max_retry_delay', 'enabled', 'depends_on', 'atomic']) THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = pg_catalog.format('unknown option "%s"', key),
-                HINT = 'Valid options are: time_zone, timeout, max_attempts, retry_delay, max_retry_delay, enabled, depends_on.';
+                HINT = 'Valid options are: time_zone, timeout, max_attempts, retry_delay, max_retry_delay, enabled, depends_on, atomic.';
         END IF;
     END LOOP;
     -- a job of a graph runs when all the jobs it depends on succeeded for the same time
@@ -1480,6 +1481,12 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
+    IF (options ? 'atomic' AND pg_catalog.jsonb_typeof(options->'atomic') OPERATOR(pg_catalog.<>) 'boolean')
+       OR (options ? 'enabled' AND pg_catalog.jsonb_typeof(options->'enabled') OPERATOR(pg_catalog.<>) 'boolean') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'options "atomic" and "enabled" must be true or false',
+            HINT = 'atomic false runs the command outside one transaction, so CALL of a procedure that commits works.';
+    END IF;
     IF options ? 'max_attempts' AND (CASE WHEN (options->>'max_attempts') ~ '^[0-9]{1,3}$'
                                      THEN (options->>'max_attempts')::int NOT BETWEEN 1 AND 100 ELSE true END) THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -1499,11 +1506,11 @@ BEGIN
     END IF;
     BEGIN
         INSERT INTO pipeline.jobs (name, schedule, command, time_zone, timeout, max_attempts, retry_delay,
-                                   max_retry_delay, enabled, depends_on, last_scheduled_for)
+                                   max_retry_delay, enabled, depends_on, atomic, last_scheduled_for)
         VALUES (name, schedule, command, COALESCE(options->>'time_zone', 'UTC'), (options->>'timeout')::interval,
                 COALESCE((options->>'max_attempts')::int, 1), COALESCE((options->>'retry_delay')::interval, '10 seconds'),
                 COALESCE((options->>'max_retry_delay')::interval, '1 hour'), COALESCE((options->>'enabled')::boolean, true),
-                upstream, pg_catalog.now())
+                upstream, COALESCE((options->>'atomic')::boolean, true), pg_catalog.now())
         RETURNING id INTO new_id;
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',

@@ -31,6 +31,7 @@ SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"retry_delay": "often"
 SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"max_attempts": 0}');
 SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"retries": 3}');
 SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '[]');
+SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"atomic": "no"}');
 SELECT pipeline.run_job('nope');
 SELECT pipeline.unschedule_job('nope');
 

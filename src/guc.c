@@ -12,6 +12,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "miscadmin.h"
 #include "postmaster/interrupt.h"
 #include "storage/sinval.h"
@@ -23,6 +25,7 @@ bool		pg_pipeline_enabled = true;
 bool		pg_pipeline_source_synchronous_commit = false;
 int			pg_pipeline_restart_backoff_max = 60000;
 bool		pg_pipeline_allow_superuser_jobs = false;
+int			pg_pipeline_job_history_retention = 30 * 24 * 3600;
 
 void
 PipelineGucInit(void)
@@ -69,6 +72,18 @@ PipelineGucInit(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_pipeline.job_history_retention",
+							gettext_noop("How long finished job runs stay in pipeline.job_runs."),
+							gettext_noop("Older runs are deleted by the supervisor, a bounded "
+										 "batch each minute."),
+							&pg_pipeline_job_history_retention,
+							30 * 24 * 3600,
+							60,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pg_pipeline");
 }

@@ -6,7 +6,10 @@
  * It claims its run ('starting' -> 'running', committed, so the run shows
  * as running), then runs the command in one transaction that also marks the
  * run 'succeeded' and queues the jobs of its graph that now may run: the
- * work and its record commit together.  On an error
+ * work and its record commit together.  A job created with atomic = false
+ * (a procedure that commits as it goes) runs in a non-atomic context and its
+ * success is recorded after: a crash between the two retries it, so such a
+ * command must be safe to run again.  On an error
  * the transaction rolls back and a new one records the failure ('failed',
  * or 'timed_out' when the job's timeout cancelled it), queues the next
  * attempt with exponential backoff if the job has attempts left, and
@@ -18,6 +21,11 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "parser/analyze.h"
+#include "parser/parser.h"
+#include "tcop/pquery.h"
+#include "tcop/utility.h"
+#include "utils/portal.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -43,6 +51,7 @@ typedef struct JobRun
 	char	   *timeout_ms;		/* NULL: none */
 	char	   *scheduled_for;
 	int			attempt;
+	bool		atomic;			/* the command and its record in one transaction */
 } JobRun;
 
 static JobWorkerArgs worker_args;
@@ -62,7 +71,7 @@ ClaimRun(void)
 							  "AND r.state OPERATOR(pg_catalog.=) 'starting' AND j.id OPERATOR(pg_catalog.=) r.job_id "
 							  "RETURNING j.name, j.command, "
 							  "  (pg_catalog.date_part('epoch', j.timeout) OPERATOR(pg_catalog.*) 1000)::bigint, "
-							  "  r.scheduled_for, r.attempt",
+							  "  r.scheduled_for, r.attempt, j.atomic",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim job run " INT64_FORMAT, worker_args.run_id);
 	if (SPI_processed == 1)
@@ -79,37 +88,42 @@ ClaimRun(void)
 		/* ISO text, whatever the owner's DateStyle */
 		run->scheduled_for = DatumGetCString(DirectFunctionCall1(timestamptz_out, SPI_getbinval(tuple, desc, 4, &isnull)));
 		run->attempt = DatumGetInt32(SPI_getbinval(tuple, desc, 5, &isnull));
+		run->atomic = DatumGetBool(SPI_getbinval(tuple, desc, 6, &isnull));
 		MemoryContextSwitchTo(old);
 	}
 	PipelineSpiCommit();
 	return run;
 }
 
+/* For the whole run: the worker runs this one run, then exits */
 static void
-SetLocal(const char *name, const char *value)
+SetForRun(const char *name, const char *value)
 {
-	(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SET, true, 0, false);
 }
 
-/* The command, and the run marked succeeded, in one transaction */
+/* Before a command runs: the superuser rule, and pipeline.run_context() */
 static void
-RunCommand(JobRun *run)
+ExecuteCommandChecks(JobRun *run)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		args[1] = {Int64GetDatum(worker_args.run_id)};
-
-	PipelineSpiBegin();
 	if (superuser() && !pg_pipeline_allow_superuser_jobs)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("job \"%s\" is owned by a superuser", run->job),
 				 errhint("Jobs owned by superusers run only with pg_pipeline.allow_superuser_jobs = on.")));
 	/* pipeline.run_context() reads these */
-	SetLocal("pipeline.job", run->job);
-	SetLocal("pipeline.run_id", psprintf(INT64_FORMAT, worker_args.run_id));
-	SetLocal("pipeline.scheduled_for", run->scheduled_for);
-	SetLocal("pipeline.attempt", psprintf("%d", run->attempt));
+	SetForRun("pipeline.job", run->job);
+	SetForRun("pipeline.run_id", psprintf(INT64_FORMAT, worker_args.run_id));
+	SetForRun("pipeline.scheduled_for", run->scheduled_for);
+	SetForRun("pipeline.attempt", psprintf("%d", run->attempt));
 	pgstat_report_activity(STATE_RUNNING, run->command);
+}
+
+/* The job's command, within the current transaction */
+static void
+ExecuteCommand(JobRun *run)
+{
+	ExecuteCommandChecks(run);
 
 	/* the timeout covers the whole command: it cancels it as a statement timeout */
 	if (run->timeout_ms)
@@ -119,6 +133,77 @@ RunCommand(JobRun *run)
 				(errcode(ERRCODE_SYNTAX_ERROR),
 				 errmsg("job \"%s\" could not run its command", run->job)));
 	disable_timeout(STATEMENT_TIMEOUT, false);
+}
+
+/*
+ * A command that is not atomic runs as a client's would: each statement in
+ * its own transaction, through a top-level portal, so that a procedure it
+ * calls can COMMIT.
+ */
+static void
+ExecuteAtTopLevel(JobRun *run)
+{
+	List	   *raws;
+	ListCell   *lc;
+
+	StartTransactionCommand();
+	ExecuteCommandChecks(run);
+	raws = raw_parser(run->command, RAW_PARSE_DEFAULT);
+	CommitTransactionCommand();
+
+	if (run->timeout_ms)
+		enable_timeout_after(STATEMENT_TIMEOUT, (int) pg_strtoint64(run->timeout_ms));
+	foreach(lc, raws)
+	{
+		RawStmt    *raw = lfirst_node(RawStmt, lc);
+		bool		snapshot_set = false;
+		List	   *queries;
+		List	   *plans;
+		Portal		portal;
+		DestReceiver *receiver;
+		QueryCompletion qc;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		if (analyze_requires_snapshot(raw))
+		{
+			PushActiveSnapshot(GetTransactionSnapshot());
+			snapshot_set = true;
+		}
+		queries = pg_analyze_and_rewrite_fixedparams(raw, run->command, NULL, 0, NULL);
+		plans = pg_plan_queries(queries, run->command, CURSOR_OPT_PARALLEL_OK, NULL);
+		if (snapshot_set)
+			PopActiveSnapshot();
+
+		portal = CreatePortal("", true, true);
+		portal->visible = false;
+		PortalDefineQuery(portal, NULL, run->command, CreateCommandTag(raw->stmt), plans, NULL);
+		PortalStart(portal, NULL, 0, InvalidSnapshot);
+		receiver = CreateDestReceiver(DestNone);
+		(void) PortalRun(portal, FETCH_ALL, true, true, receiver, receiver, &qc);
+		receiver->rDestroy(receiver);
+		PortalDrop(portal, false);
+		CommitTransactionCommand();
+	}
+	disable_timeout(STATEMENT_TIMEOUT, false);
+}
+
+/*
+ * The command, and the run marked succeeded, in one transaction; for a job
+ * that is not atomic (a procedure that commits), the command in its own
+ * non-atomic context first.
+ */
+static void
+RunCommand(JobRun *run)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(worker_args.run_id)};
+
+	if (!run->atomic)
+		ExecuteAtTopLevel(run);
+	PipelineSpiBegin();
+	if (run->atomic)
+		ExecuteCommand(run);
 	if (SPI_execute_with_args("UPDATE pipeline.job_runs SET state = 'succeeded', "
 							  "finished_at = pg_catalog.clock_timestamp() WHERE id OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE ||

@@ -35,12 +35,19 @@
 #include "utils/timestamp.h"
 
 #include "catalog.h"
+#include "guc.h"
 #include "schedule.h"
 #include "scheduler.h"
 #include "shmem.h"
 
 /* most occurrences stepped over when catching up a job after downtime */
 #define CATCH_UP_STEPS 100000
+
+/* how often old history is pruned, and how much at a time */
+#define PRUNE_INTERVAL_MS 60000
+#define PRUNE_BATCH 10000
+
+static TimestampTz next_prune = 0;
 
 typedef struct JobRunWorker
 {
@@ -288,6 +295,28 @@ PipelineSchedulerTick(bool first)
 							"the server stopped during the run");
 			}
 		}
+	}
+	/* a dropped owner disables its jobs; what they had queued cannot run */
+	Execute("WITH orphaned AS (UPDATE pipeline.jobs j SET enabled = false "
+			"  WHERE j.enabled AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles o "
+			"    WHERE o.oid OPERATOR(pg_catalog.=) j.owner::oid) RETURNING j.id) "
+			"UPDATE pipeline.job_runs r SET state = 'failed', finished_at = pg_catalog.clock_timestamp(), "
+			"  error = 'the owner of the job was dropped: the job is disabled' "
+			"FROM orphaned WHERE r.job_id OPERATOR(pg_catalog.=) orphaned.id "
+			"AND r.state OPERATOR(pg_catalog.=) 'queued'",
+			0, NULL, NULL, SPI_OK_UPDATE);
+	if (now >= next_prune)
+	{
+		Oid			argtypes[1] = {INT4OID};
+		Datum		args[1] = {Int32GetDatum(pg_pipeline_job_history_retention)};
+
+		/* finished runs past the retention, a bounded batch at a time */
+		Execute("DELETE FROM pipeline.job_runs WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY("
+				"  SELECT id FROM pipeline.job_runs WHERE finished_at OPERATOR(pg_catalog.<) "
+				"  (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1)) "
+				"  LIMIT " CppAsString2(PRUNE_BATCH) "))",
+				1, argtypes, args, SPI_OK_DELETE);
+		next_prune = TimestampTzPlusMilliseconds(now, PRUNE_INTERVAL_MS);
 	}
 	wake_at = EnqueueDueOccurrences(now);
 

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
 . test/lib/pg.sh
 
-plan 16
+plan 19
 db=jobs_test
 fresh_database $db >/dev/null
 q "DROP ROLE IF EXISTS jobber" >/dev/null 2>&1
@@ -17,7 +17,10 @@ q $db "CREATE TABLE ticks (run_id bigint, scheduled_for timestamptz, at timestam
        CREATE TABLE secret (x int);
        CREATE TABLE steps (job text, day date, at timestamptz DEFAULT clock_timestamp());
        CREATE TABLE fixed (ok int);
-       GRANT INSERT, SELECT ON ticks, done, steps, fixed TO jobber"
+       CREATE TABLE log (step text);
+       CREATE PROCEDURE two_steps() LANGUAGE plpgsql AS \$\$
+         BEGIN INSERT INTO log VALUES ('one'); COMMIT; INSERT INTO log VALUES ('two'); COMMIT; END \$\$;
+       GRANT INSERT, SELECT ON ticks, done, steps, fixed, log TO jobber"
 as_jobber() { psql -X -q -At -v ON_ERROR_STOP=1 -d $db -c "SET ROLE jobber" -c "$1"; }
 
 # every second
@@ -96,6 +99,22 @@ is "$(q $db "SELECT string_agg(job || ':' || day, ' ' ORDER BY at) FROM steps WH
 is "$(as_jobber "SELECT pipeline.unschedule_job('report')" 2>&1 | grep -c 'jobs depend on job "report"')" 1 \
 	"a job others depend on cannot be unscheduled"
 q $db "UPDATE pipeline.jobs SET depends_on = '{}'" >/dev/null
+
+# a procedure that commits as it goes runs in a job that is not atomic
+as_jobber "SELECT pipeline.schedule_job('proc', NULL, 'CALL public.two_steps()', '{\"atomic\": false}')" >/dev/null
+as_jobber "SELECT pipeline.run_job('proc')" >/dev/null
+wait_for_sql 10 $db "SELECT state = 'succeeded' FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id WHERE j.name = 'proc'"
+is "$(q $db "SELECT string_agg(step, ',' ORDER BY step) FROM log")" "one,two" "CALL of a procedure that commits runs in a job with atomic false"
+
+# a dropped owner disables its jobs instead of breaking anything
+q "DROP ROLE IF EXISTS leaver" >/dev/null 2>&1
+q "CREATE ROLE leaver LOGIN" >/dev/null
+psql -X -q -d $db -c "SET ROLE leaver" -c "SELECT pipeline.schedule_job('orphan', '@every 2 seconds', 'SELECT 1')" >/dev/null
+q "DROP ROLE leaver" >/dev/null
+wait_for_sql 10 $db "SELECT NOT enabled FROM pipeline.jobs WHERE name = 'orphan'"
+ok $? "the jobs of a dropped owner are disabled"
+has_supervisor $db
+ok $? "and the supervisor keeps running"
 
 # an immediate shutdown in the middle of a run: exactly one retry after the restart
 as_jobber "SELECT pipeline.schedule_job('long', NULL, 'SELECT pg_sleep(3); INSERT INTO done SELECT attempt FROM pipeline.run_context()',
