@@ -17,6 +17,8 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -28,7 +30,10 @@
 
 PG_FUNCTION_INFO_V1(pipeline_catalog_changed);
 
-/* Statement trigger on catalog tables: wake the supervisor at commit */
+/*
+ * Statement trigger on catalog tables: wake the supervisor at commit.  Not
+ * for the supervisor's own changes: it would wake itself forever.
+ */
 Datum
 pipeline_catalog_changed(PG_FUNCTION_ARGS)
 {
@@ -36,7 +41,8 @@ pipeline_catalog_changed(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("pipeline.catalog_changed() must be called as a trigger")));
-	PipelineWakeSupervisorAtCommit();
+	if (MyBgworkerEntry == NULL || strcmp(MyBgworkerEntry->bgw_type, "pg_pipeline supervisor") != 0)
+		PipelineWakeSupervisorAtCommit();
 	return PointerGetDatum(NULL);
 }
 

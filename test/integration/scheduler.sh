@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
 . test/lib/pg.sh
 
-plan 19
+plan 20
 db=jobs_test
 fresh_database $db >/dev/null
 q "DROP ROLE IF EXISTS jobber" >/dev/null 2>&1
@@ -129,6 +129,16 @@ sleep 2 # a second retry would show up now
 is "$(q $db "SELECT string_agg(attempt || ':' || state, ' ' ORDER BY attempt) || ' / done: ' || (SELECT string_agg(attempt::text, ',') FROM done)
                FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id WHERE j.name = 'long'")" \
 	"1:crashed 2:succeeded / done: 2" "the cut run is recorded as crashed and retried exactly once"
+
+# between fire times the supervisor sleeps: no CPU at all
+q $db "UPDATE pipeline.jobs SET depends_on = '{}'" >/dev/null
+q $db "SELECT pipeline.unschedule_job(name) FROM pipeline.jobs" >/dev/null
+as_jobber "SELECT pipeline.schedule_job('yearly', '0 0 1 1 *', 'SELECT 1')" >/dev/null
+sleep 1
+pid=$(supervisor_pid $db)
+before=$(cpu_ticks "$pid")
+sleep 3
+is "$(($(cpu_ticks "$pid") - before))" 0 "with jobs defined, the supervisor uses no CPU between fire times"
 
 q $db "SELECT pipeline.unschedule_job(name) FROM pipeline.jobs" >/dev/null
 q "DROP DATABASE $db WITH (FORCE)" >/dev/null
