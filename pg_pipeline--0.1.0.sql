@@ -1334,9 +1334,14 @@ CREATE TABLE pipeline.jobs (
     max_retry_delay interval NOT NULL DEFAULT '1 hour',
     depends_on bigint[] NOT NULL DEFAULT '{}',
     atomic boolean NOT NULL DEFAULT true,
+    overlap text NOT NULL DEFAULT 'skip',
+    catch_up text NOT NULL DEFAULT 'latest',
+    catch_up_window interval NOT NULL DEFAULT '1 hour',
     last_scheduled_for timestamptz,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CHECK (max_attempts BETWEEN 1 AND 100),
+    CHECK (overlap OPERATOR(pg_catalog.=) ANY (ARRAY['skip', 'queue_one', 'allow'])),
+    CHECK (catch_up OPERATOR(pg_catalog.=) ANY (ARRAY['none', 'latest', 'all'])),
     CHECK (timeout OPERATOR(pg_catalog.>) '0'::interval),
     CHECK (retry_delay OPERATOR(pg_catalog.>=) '0'::interval)
 );
@@ -1439,10 +1444,10 @@ BEGIN
             HINT = 'For example ''{"time_zone": "Europe/Paris", "max_attempts": 3}''.';
     END IF;
     FOR key IN SELECT pg_catalog.jsonb_object_keys(options) LOOP
-        IF NOT key OPERATOR(pg_catalog.=) ANY (ARRAY['time_zone', 'timeout', 'max_attempts', 'retry_delay', 'max_retry_delay', 'enabled', 'depends_on', 'atomic']) THEN
+        IF NOT key OPERATOR(pg_catalog.=) ANY (ARRAY['time_zone', 'timeout', 'max_attempts', 'retry_delay', 'max_retry_delay', 'enabled', 'depends_on', 'atomic', 'overlap', 'catch_up', 'catch_up_window']) THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = pg_catalog.format('unknown option "%s"', key),
-                HINT = 'Valid options are: time_zone, timeout, max_attempts, retry_delay, max_retry_delay, enabled, depends_on, atomic.';
+                HINT = 'Valid options are: time_zone, timeout, max_attempts, retry_delay, max_retry_delay, enabled, depends_on, atomic, overlap, catch_up, catch_up_window.';
         END IF;
     END LOOP;
     -- a job of a graph runs when all the jobs it depends on succeeded for the same time
@@ -1467,7 +1472,17 @@ BEGIN
     ELSIF options ? 'time_zone' THEN
         PERFORM pipeline.next_runs('@hourly', 1, pg_catalog.now(), options->>'time_zone');
     END IF;
-    FOREACH key IN ARRAY ARRAY['timeout', 'retry_delay', 'max_retry_delay'] LOOP
+    IF options ? 'overlap' AND NOT (options->>'overlap') OPERATOR(pg_catalog.=) ANY (ARRAY['skip', 'queue_one', 'allow']) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('unknown overlap policy "%s"', options->>'overlap'),
+            HINT = 'When a run is due while the previous one still runs: skip (record it skipped), queue_one (keep one waiting) or allow (run both).';
+    END IF;
+    IF options ? 'catch_up' AND NOT (options->>'catch_up') OPERATOR(pg_catalog.=) ANY (ARRAY['none', 'latest', 'all']) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('unknown catch-up policy "%s"', options->>'catch_up'),
+            HINT = 'For occurrences missed while the server was down: none, latest (run the last one) or all (run each within catch_up_window).';
+    END IF;
+    FOREACH key IN ARRAY ARRAY['timeout', 'retry_delay', 'max_retry_delay', 'catch_up_window'] LOOP
         IF options ? key THEN
             BEGIN
                 option_interval := (options->>key)::interval;
@@ -1506,11 +1521,14 @@ BEGIN
     END IF;
     BEGIN
         INSERT INTO pipeline.jobs (name, schedule, command, time_zone, timeout, max_attempts, retry_delay,
-                                   max_retry_delay, enabled, depends_on, atomic, last_scheduled_for)
+                                   max_retry_delay, enabled, depends_on, atomic, overlap, catch_up,
+                                   catch_up_window, last_scheduled_for)
         VALUES (name, schedule, command, COALESCE(options->>'time_zone', 'UTC'), (options->>'timeout')::interval,
                 COALESCE((options->>'max_attempts')::int, 1), COALESCE((options->>'retry_delay')::interval, '10 seconds'),
                 COALESCE((options->>'max_retry_delay')::interval, '1 hour'), COALESCE((options->>'enabled')::boolean, true),
-                upstream, COALESCE((options->>'atomic')::boolean, true), pg_catalog.now())
+                upstream, COALESCE((options->>'atomic')::boolean, true), COALESCE(options->>'overlap', 'skip'),
+                COALESCE(options->>'catch_up', 'latest'), COALESCE((options->>'catch_up_window')::interval, '1 hour'),
+                pg_catalog.now())
         RETURNING id INTO new_id;
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',

@@ -8,7 +8,8 @@ SET ROLE job_owner;
 SELECT pipeline.schedule_job('nightly', '0 3 * * *', 'SELECT 1',
     '{"time_zone": "Europe/Paris", "timeout": "10 minutes", "max_attempts": 3, "retry_delay": "1 minute"}') > 0 AS created;
 SELECT pipeline.schedule_job('manual', NULL, 'SELECT 2') > 0 AS created;
-SELECT name, owner, schedule, command, time_zone, enabled, timeout, max_attempts, retry_delay, max_retry_delay
+SELECT name, owner, schedule, command, time_zone, enabled, timeout, max_attempts, retry_delay, max_retry_delay,
+       overlap, catch_up, catch_up_window, atomic
   FROM pipeline.jobs ORDER BY name;
 SELECT job, schedule, time_zone, enabled, next_run IS NOT NULL AS has_next_run, last_state
   FROM pipeline.job_status ORDER BY job;
@@ -32,6 +33,9 @@ SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"max_attempts": 0}');
 SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"retries": 3}');
 SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '[]');
 SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"atomic": "no"}');
+SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"overlap": "sometimes"}');
+SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"catch_up": "some"}');
+SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"catch_up_window": "-1 day"}');
 SELECT pipeline.run_job('nope');
 SELECT pipeline.unschedule_job('nope');
 

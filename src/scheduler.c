@@ -14,9 +14,11 @@
  * did not commit its work: it is marked 'crashed' and retried if the job
  * has attempts left.
  *
- * Missed occurrences (the server was down) are caught up once: only the
- * latest is run.  An occurrence that comes while the job's previous run is
- * still queued or running is recorded as 'skipped'.
+ * Occurrences missed while the server was down follow the job's catch-up
+ * policy: latest (run the last one), none (record it skipped) or all (run
+ * each one within catch_up_window, oldest first).  An occurrence that comes
+ * while the job's previous run is still queued or running follows its
+ * overlap policy: skip (recorded 'skipped'), queue_one or allow.
  *
  * The supervisor sleeps until the next fire time or retry is due; it is
  * woken when jobs change, a run is requested, or a job worker exits.
@@ -129,9 +131,49 @@ ReapWorkers(void)
 	job_workers = alive;
 }
 
+/* an occurrence later than this is "missed" for the catch-up policy none */
+#define LATE_TOLERANCE_USECS (60 * USECS_PER_SEC)
+/* the catch-up policy all runs at most this many missed occurrences */
+#define MAX_CATCH_UP_RUNS 1000
+
 /*
- * Enqueue the due occurrence of each enabled scheduled job; return the
- * earliest future fire time (0 if none).
+ * Insert one occurrence of a job.  The overlap policy decides, for an
+ * occurrence due while another run of the job is waiting or running: skip
+ * records it 'skipped'; queue_one queues it unless one already waits; allow
+ * queues it (and lets it start beside the other).  Occurrences caught up
+ * after downtime (catch_up_batch) are all queued, to run in turn.
+ */
+static void
+EnqueueOccurrence(int64 job_id, TimestampTz at, bool catch_up_batch, const char *skip_reason)
+{
+	Oid			argtypes[4] = {INT8OID, TIMESTAMPTZOID, BOOLOID, TEXTOID};
+	Datum		args[4] = {Int64GetDatum(job_id), TimestampTzGetDatum(at), BoolGetDatum(catch_up_batch),
+	skip_reason ? CStringGetTextDatum(skip_reason) : (Datum) 0};
+	char		nulls[4] = {' ', ' ', ' ', skip_reason ? ' ' : 'n'};
+
+	if (SPI_execute_with_args("INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state, "
+							  "  finished_at, error) "
+							  "SELECT j.id, j.owner, $2, 1, $2, 'schedule', d.state, "
+							  "  CASE WHEN d.state OPERATOR(pg_catalog.=) 'skipped' THEN pg_catalog.clock_timestamp() END, "
+							  "  CASE WHEN d.state OPERATOR(pg_catalog.=) 'skipped' THEN COALESCE($4, "
+							  "    CASE j.overlap WHEN 'queue_one' THEN 'a run of the job was already waiting' "
+							  "    ELSE 'the previous run was still queued or running' END) END "
+							  "FROM pipeline.jobs j, LATERAL (SELECT CASE "
+							  "  WHEN $4 IS NOT NULL THEN 'skipped' "
+							  "  WHEN $3 OR j.overlap OPERATOR(pg_catalog.=) 'allow' THEN 'queued' "
+							  "  WHEN j.overlap OPERATOR(pg_catalog.=) 'queue_one' AND NOT EXISTS (SELECT FROM pipeline.job_runs r "
+							  "    WHERE r.job_id OPERATOR(pg_catalog.=) j.id AND r.state OPERATOR(pg_catalog.=) 'queued') THEN 'queued' "
+							  "  WHEN NOT EXISTS (SELECT FROM pipeline.job_runs r WHERE r.job_id OPERATOR(pg_catalog.=) j.id "
+							  "    AND r.state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'starting', 'running'])) THEN 'queued' "
+							  "  ELSE 'skipped' END AS state) d "
+							  "WHERE j.id OPERATOR(pg_catalog.=) $1 ON CONFLICT DO NOTHING",
+							  4, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not enqueue an occurrence of job " INT64_FORMAT, job_id);
+}
+
+/*
+ * Enqueue the due occurrences of each enabled scheduled job, by its
+ * catch-up policy; return the earliest future fire time (0 if none).
  */
 static TimestampTz
 EnqueueDueOccurrences(TimestampTz now)
@@ -140,7 +182,8 @@ EnqueueDueOccurrences(TimestampTz now)
 	SPITupleTable *jobs;
 	uint64		njobs;
 
-	Execute("SELECT id, schedule, time_zone, COALESCE(last_scheduled_for, created_at) "
+	Execute("SELECT id, schedule, time_zone, COALESCE(last_scheduled_for, created_at), catch_up, "
+			"  (pg_catalog.date_part('epoch', catch_up_window) OPERATOR(pg_catalog.*) 1000000)::bigint "
 			"FROM pipeline.jobs WHERE enabled AND schedule IS NOT NULL",
 			0, NULL, NULL, SPI_OK_SELECT);
 	jobs = SPI_tuptable;
@@ -152,9 +195,13 @@ EnqueueDueOccurrences(TimestampTz now)
 		char	   *spec = SPI_getvalue(jobs->vals[i], jobs->tupdesc, 2);
 		pg_tz	   *tz = pg_tzset(SPI_getvalue(jobs->vals[i], jobs->tupdesc, 3));
 		TimestampTz last = DatumGetTimestampTz(SPI_getbinval(jobs->vals[i], jobs->tupdesc, 4, &isnull));
+		char	   *catch_up = SPI_getvalue(jobs->vals[i], jobs->tupdesc, 5);
+		int64		window = DatumGetInt64(SPI_getbinval(jobs->vals[i], jobs->tupdesc, 6, &isnull));
 		Schedule	schedule;
 		TimestampTz next;
 		TimestampTz latest;
+		TimestampTz *due = NULL;
+		int			ndue = 0;
 		char	   *error;
 		char	   *hint;
 		Oid			argtypes[2] = {INT8OID, TIMESTAMPTZOID};
@@ -171,10 +218,22 @@ EnqueueDueOccurrences(TimestampTz now)
 				wake_at = next;
 			continue;
 		}
-		/* after downtime only the latest missed occurrence runs */
+
+		/* the due occurrences; those kept for catch-up all: the latest ones in the window */
+		if (strcmp(catch_up, "all") == 0)
+			due = palloc(sizeof(TimestampTz) * MAX_CATCH_UP_RUNS);
 		latest = next;
 		for (int step = 0; step < CATCH_UP_STEPS; step++)
 		{
+			if (due && latest >= now - window)
+			{
+				if (ndue == MAX_CATCH_UP_RUNS)
+				{
+					memmove(due, due + 1, sizeof(TimestampTz) * (MAX_CATCH_UP_RUNS - 1));
+					ndue--;
+				}
+				due[ndue++] = latest;
+			}
 			if (!PipelineNextFire(&schedule, latest, tz, &next) || next > now)
 				break;
 			latest = next;
@@ -182,19 +241,22 @@ EnqueueDueOccurrences(TimestampTz now)
 		if (PipelineNextFire(&schedule, latest, tz, &next) && (wake_at == 0 || next < wake_at))
 			wake_at = next;
 
+		if (due)
+		{
+			/* all: each missed occurrence in the window, oldest first, then the latest */
+			for (int k = 0; k < ndue; k++)
+				EnqueueOccurrence(job_id, due[k], ndue > 1, NULL);
+			if (ndue == 0)
+				EnqueueOccurrence(job_id, latest, false, NULL);
+		}
+		else if (strcmp(catch_up, "none") == 0 && now - latest > LATE_TOLERANCE_USECS)
+			EnqueueOccurrence(job_id, latest, false,
+							  "missed while the scheduler was not running (catch_up none)");
+		else
+			EnqueueOccurrence(job_id, latest, false, NULL);
+
 		args[0] = Int64GetDatum(job_id);
 		args[1] = TimestampTzGetDatum(latest);
-		Execute("INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state, "
-				"  finished_at, error) "
-				"SELECT j.id, j.owner, $2, 1, $2, 'schedule', "
-				"  CASE WHEN busy THEN 'skipped' ELSE 'queued' END, "
-				"  CASE WHEN busy THEN pg_catalog.clock_timestamp() END, "
-				"  CASE WHEN busy THEN 'the previous run was still queued or running' END "
-				"FROM pipeline.jobs j, LATERAL (SELECT EXISTS (SELECT FROM pipeline.job_runs r "
-				"  WHERE r.job_id OPERATOR(pg_catalog.=) j.id "
-				"  AND r.state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'starting', 'running'])) AS busy) b "
-				"WHERE j.id OPERATOR(pg_catalog.=) $1 ON CONFLICT DO NOTHING",
-				2, argtypes, args, SPI_OK_INSERT);
 		Execute("UPDATE pipeline.jobs SET last_scheduled_for = $2 WHERE id OPERATOR(pg_catalog.=) $1",
 				2, argtypes, args, SPI_OK_UPDATE);
 	}
@@ -320,14 +382,19 @@ PipelineSchedulerTick(bool first)
 	}
 	wake_at = EnqueueDueOccurrences(now);
 
-	/* due runs, one at a time per job, marked starting before any worker exists */
-	Execute("UPDATE pipeline.job_runs r SET state = 'starting' "
-			"WHERE r.state OPERATOR(pg_catalog.=) 'queued' AND r.due_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() "
-			"AND r.id OPERATOR(pg_catalog.=) (SELECT q.id FROM pipeline.job_runs q "
-			"  WHERE q.job_id OPERATOR(pg_catalog.=) r.job_id AND q.state OPERATOR(pg_catalog.=) 'queued' "
-			"  ORDER BY q.due_at, q.id LIMIT 1) "
-			"AND NOT EXISTS (SELECT FROM pipeline.job_runs b WHERE b.job_id OPERATOR(pg_catalog.=) r.job_id "
-			"  AND b.state OPERATOR(pg_catalog.=) ANY (ARRAY['starting', 'running'])) "
+	/*
+	 * Due runs, marked starting before any worker exists: one at a time per
+	 * job, in order, unless the job allows overlapping runs.
+	 */
+	Execute("UPDATE pipeline.job_runs r SET state = 'starting' FROM pipeline.jobs j "
+			"WHERE j.id OPERATOR(pg_catalog.=) r.job_id "
+			"AND r.state OPERATOR(pg_catalog.=) 'queued' AND r.due_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() "
+			"AND (j.overlap OPERATOR(pg_catalog.=) 'allow' OR ("
+			"  r.id OPERATOR(pg_catalog.=) (SELECT q.id FROM pipeline.job_runs q "
+			"    WHERE q.job_id OPERATOR(pg_catalog.=) r.job_id AND q.state OPERATOR(pg_catalog.=) 'queued' "
+			"    ORDER BY q.due_at, q.id LIMIT 1) "
+			"  AND NOT EXISTS (SELECT FROM pipeline.job_runs b WHERE b.job_id OPERATOR(pg_catalog.=) r.job_id "
+			"    AND b.state OPERATOR(pg_catalog.=) ANY (ARRAY['starting', 'running'])))) "
 			"RETURNING r.id, r.owner::oid",
 			0, NULL, NULL, SPI_OK_UPDATE_RETURNING);
 	start_ids = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * Max(SPI_processed, 1));

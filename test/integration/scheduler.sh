@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
 . test/lib/pg.sh
 
-plan 20
+plan 26
 db=jobs_test
 fresh_database $db >/dev/null
 q "DROP ROLE IF EXISTS jobber" >/dev/null 2>&1
@@ -115,6 +115,38 @@ wait_for_sql 10 $db "SELECT NOT enabled FROM pipeline.jobs WHERE name = 'orphan'
 ok $? "the jobs of a dropped owner are disabled"
 has_supervisor $db
 ok $? "and the supervisor keeps running"
+
+# overlap policies, for a job every second whose run lasts 2.5 s
+for policy in skip queue_one allow; do
+	as_jobber "SELECT pipeline.schedule_job('overlap_$policy', '* * * * * *', 'SELECT pg_sleep(2.5)', '{\"overlap\": \"$policy\"}')" >/dev/null
+done
+sleep 7
+as_jobber "SELECT pipeline.pause_job(name) FROM pipeline.jobs WHERE name LIKE 'overlap_%'" >/dev/null
+runs() { echo "pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id AND j.name = 'overlap_$1'"; }
+is "$(q $db "SELECT count(*) FILTER (WHERE state = 'skipped') > 0 AND count(*) FILTER (WHERE state = 'queued') = 0 FROM $(runs skip)")" t \
+	"overlap skip: occurrences during a run are recorded skipped, none waits"
+is "$(q $db "SELECT count(*) FILTER (WHERE error = 'a run of the job was already waiting') > 0 FROM $(runs queue_one)")" t \
+	"overlap queue_one: one occurrence waits, the others are skipped"
+is "$(q $db "SELECT count(*) > 0 FROM pipeline.job_runs a JOIN pipeline.job_runs b ON b.job_id = a.job_id AND b.id <> a.id
+               AND b.started_at > a.started_at AND b.started_at < coalesce(a.finished_at, now())
+               JOIN pipeline.jobs j ON j.id = a.job_id AND j.name = 'overlap_allow'")" t \
+	"overlap allow: runs of the job overlap"
+
+# catch-up after downtime: a job that fired 4 and 3 minutes ago while the
+# scheduler was away (its last occurrence moved 5 minutes back: a test-only
+# time offset); the next fire is an hour away
+missed=$(q $db "SELECT extract(minute FROM now() - interval '4 minutes')::int || ',' || extract(minute FROM now() - interval '3 minutes')::int || ' * * * *'")
+for policy in none latest all; do
+	as_jobber "SELECT pipeline.schedule_job('catch_$policy', '$missed', 'SELECT 1', '{\"catch_up\": \"$policy\", \"enabled\": false}')" >/dev/null
+done
+q $db "UPDATE pipeline.jobs SET last_scheduled_for = now() - interval '5 minutes' WHERE name LIKE 'catch_%'" >/dev/null
+q $db "UPDATE pipeline.jobs SET enabled = true WHERE name LIKE 'catch_%'" >/dev/null
+wait_for_sql 20 $db "SELECT count(*) = 4 FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id AND j.name LIKE 'catch_%' WHERE r.state IN ('succeeded', 'skipped')"
+catch() { q $db "SELECT string_agg(r.state, ',' ORDER BY r.scheduled_for) FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id AND j.name = 'catch_$1'"; }
+is "$(catch none)" "skipped" "catch_up none: the missed occurrence is recorded skipped, not run"
+is "$(catch latest)" "succeeded" "catch_up latest: only the latest missed occurrence runs"
+is "$(catch all)" "succeeded,succeeded" "catch_up all: each missed occurrence runs, in turn"
+q $db "DELETE FROM pipeline.jobs WHERE name LIKE 'overlap_%' OR name LIKE 'catch_%'" >/dev/null
 
 # an immediate shutdown in the middle of a run: exactly one retry after the restart
 as_jobber "SELECT pipeline.schedule_job('long', NULL, 'SELECT pg_sleep(3); INSERT INTO done SELECT attempt FROM pipeline.run_context()',
