@@ -92,6 +92,9 @@ ClaimRun(void)
 		MemoryContextSwitchTo(old);
 	}
 	PipelineSpiCommit();
+	/* the supervisor watches the run's timeout from now on */
+	if (run && run->timeout_ms)
+		PipelineWakeSupervisor(MyDatabaseId);
 	return run;
 }
 

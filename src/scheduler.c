@@ -70,6 +70,27 @@ Execute(const char *sql, int nargs, Oid *argtypes, Datum *args, int expected)
 }
 
 /*
+ * After a run failed: queue its next attempt after the backoff, if the job
+ * has attempts left; then let its graph follow.
+ */
+static void
+QueueRetry(int64 run_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(run_id)};
+
+	Execute("INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state) "
+			"SELECT r.job_id, r.owner, r.scheduled_for, r.attempt OPERATOR(pg_catalog.+) 1, "
+			"pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) LEAST(j.retry_delay OPERATOR(pg_catalog.*) "
+			"  pg_catalog.power(2, r.attempt OPERATOR(pg_catalog.-) 1), j.max_retry_delay), 'retry', 'queued' "
+			"FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id OPERATOR(pg_catalog.=) r.job_id "
+			"WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.attempt OPERATOR(pg_catalog.<) j.max_attempts "
+			"ON CONFLICT DO NOTHING",
+			1, argtypes, args, SPI_OK_INSERT);
+	Execute("SELECT pipeline.job_run_ended($1)", 1, argtypes, args, SPI_OK_SELECT);
+}
+
+/*
  * A run ended without an outcome: mark it crashed and, if the job has
  * attempts left, queue the next attempt after its backoff.
  */
@@ -85,15 +106,7 @@ MarkCrashed(int64 run_id, const char *reason)
 			2, argtypes, args, SPI_OK_UPDATE);
 	if (SPI_processed == 0)
 		return;
-	Execute("INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state) "
-			"SELECT r.job_id, r.owner, r.scheduled_for, r.attempt OPERATOR(pg_catalog.+) 1, "
-			"pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) LEAST(j.retry_delay OPERATOR(pg_catalog.*) "
-			"  pg_catalog.power(2, r.attempt OPERATOR(pg_catalog.-) 1), j.max_retry_delay), 'retry', 'queued' "
-			"FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id OPERATOR(pg_catalog.=) r.job_id "
-			"WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.attempt OPERATOR(pg_catalog.<) j.max_attempts "
-			"ON CONFLICT DO NOTHING",
-			1, argtypes, args, SPI_OK_INSERT);
-	Execute("SELECT pipeline.job_run_ended($1)", 1, argtypes, args, SPI_OK_SELECT);
+	QueueRetry(run_id);
 	ereport(LOG, (errmsg("pg_pipeline job run " INT64_FORMAT " crashed: %s", run_id, reason)));
 }
 
@@ -130,6 +143,9 @@ ReapWorkers(void)
 	list_free(job_workers);
 	job_workers = alive;
 }
+
+/* a run still going this long after its timeout cancelled it is terminated */
+#define TERMINATE_GRACE_MS 10000
 
 /* an occurrence later than this is "missed" for the catch-up policy none */
 #define LATE_TOLERANCE_USECS (60 * USECS_PER_SEC)
@@ -324,6 +340,61 @@ StartRunWorker(int64 run_id, Oid owner)
 }
 
 /*
+ * A run that did not stop when its timeout cancelled it (a command that does
+ * not check for interrupts) is terminated after a grace period.  Returns the
+ * next such deadline (0 if none).
+ */
+static TimestampTz
+TerminateOverdueRuns(void)
+{
+	TimestampTz next_deadline = 0;
+	ListCell   *lc;
+
+	Execute("SELECT r.id, r.started_at OPERATOR(pg_catalog.+) j.timeout OPERATOR(pg_catalog.+) "
+			"  pg_catalog.make_interval(secs => " CppAsString2(TERMINATE_GRACE_MS) " / 1000.0), "
+			"  r.started_at OPERATOR(pg_catalog.+) j.timeout OPERATOR(pg_catalog.+) "
+			"  pg_catalog.make_interval(secs => " CppAsString2(TERMINATE_GRACE_MS) " / 1000.0) "
+			"  OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() "
+			"FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id OPERATOR(pg_catalog.=) r.job_id "
+			"WHERE r.state OPERATOR(pg_catalog.=) 'running' AND j.timeout IS NOT NULL",
+			0, NULL, NULL, SPI_OK_SELECT);
+	{
+		SPITupleTable *running = SPI_tuptable;
+		uint64		nrunning = SPI_processed;
+
+		for (uint64 i = 0; i < nrunning; i++)
+		{
+			bool		isnull;
+			int64		run_id = DatumGetInt64(SPI_getbinval(running->vals[i], running->tupdesc, 1, &isnull));
+			TimestampTz deadline = DatumGetTimestampTz(SPI_getbinval(running->vals[i], running->tupdesc, 2, &isnull));
+			bool		overdue = DatumGetBool(SPI_getbinval(running->vals[i], running->tupdesc, 3, &isnull));
+			Oid			argtypes[1] = {INT8OID};
+			Datum		args[1] = {Int64GetDatum(run_id)};
+
+			if (!overdue)
+			{
+				if (next_deadline == 0 || deadline < next_deadline)
+					next_deadline = deadline;
+				continue;
+			}
+			Execute("UPDATE pipeline.job_runs SET state = 'timed_out', finished_at = pg_catalog.clock_timestamp(), "
+					"error = 'terminated: it did not stop when its timeout cancelled it' "
+					"WHERE id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'running'",
+					1, argtypes, args, SPI_OK_UPDATE);
+			QueueRetry(run_id);
+			foreach(lc, job_workers)
+			{
+				JobRunWorker *worker = lfirst(lc);
+
+				if (worker->run_id == run_id)
+					TerminateBackgroundWorker(worker->handle);
+			}
+		}
+	}
+	return next_deadline;
+}
+
+/*
  * One pass: crash detection, enqueueing, starting due runs.  Returns how
  * long the supervisor may sleep, in ms (-1: until woken).
  */
@@ -381,6 +452,12 @@ PipelineSchedulerTick(bool first)
 		next_prune = TimestampTzPlusMilliseconds(now, PRUNE_INTERVAL_MS);
 	}
 	wake_at = EnqueueDueOccurrences(now);
+	{
+		TimestampTz deadline = TerminateOverdueRuns();
+
+		if (deadline != 0 && (wake_at == 0 || deadline < wake_at))
+			wake_at = deadline;
+	}
 
 	/*
 	 * Due runs, marked starting before any worker exists: one at a time per

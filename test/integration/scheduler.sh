@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
 . test/lib/pg.sh
 
-plan 26
+plan 27
 db=jobs_test
 fresh_database $db >/dev/null
 q "DROP ROLE IF EXISTS jobber" >/dev/null 2>&1
@@ -61,6 +61,15 @@ as_jobber "SELECT pipeline.schedule_job('slow', NULL, 'SELECT pg_sleep(10)', '{\
 as_jobber "SELECT pipeline.run_job('slow')" >/dev/null
 wait_for_sql 10 $db "SELECT state = 'timed_out' FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id WHERE j.name = 'slow'"
 ok $? "a run past its timeout is cancelled and recorded as timed_out"
+
+# a command that ignores the cancel is terminated after a grace period
+as_jobber "SELECT pipeline.schedule_job('stubborn', NULL, \$cmd\$DO \$d\$ BEGIN
+    BEGIN PERFORM pg_sleep(30); EXCEPTION WHEN query_canceled THEN PERFORM pg_sleep(30); END;
+  END \$d\$\$cmd\$, '{\"timeout\": \"1 second\"}')" >/dev/null
+as_jobber "SELECT pipeline.run_job('stubborn')" >/dev/null
+wait_for_sql 20 $db "SELECT state = 'timed_out' AND error LIKE 'terminated%' AND finished_at - started_at < interval '15 seconds'
+                     FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id WHERE j.name = 'stubborn'"
+ok $? "a run that ignores its timeout's cancel is terminated 10 s later"
 
 # the owner's rights, nothing more
 as_jobber "SELECT pipeline.schedule_job('snoop', NULL, 'INSERT INTO secret VALUES (1)')" >/dev/null
