@@ -1342,14 +1342,49 @@ CREATE TABLE pipeline.jobs (
     CHECK (max_attempts BETWEEN 1 AND 100),
     CHECK (overlap OPERATOR(pg_catalog.=) ANY (ARRAY['skip', 'queue_one', 'allow'])),
     CHECK (catch_up OPERATOR(pg_catalog.=) ANY (ARRAY['none', 'latest', 'all'])),
-    CHECK (timeout OPERATOR(pg_catalog.>) '0'::interval),
-    CHECK (retry_delay OPERATOR(pg_catalog.>=) '0'::interval)
+    CHECK (timeout OPERATOR(pg_catalog.>) '0'::interval AND timeout OPERATOR(pg_catalog.<=) '24 days'::interval),
+    CHECK (retry_delay OPERATOR(pg_catalog.>=) '0'::interval AND retry_delay OPERATOR(pg_catalog.<=) '1 day'::interval),
+    CHECK (max_retry_delay OPERATOR(pg_catalog.>=) '0'::interval AND max_retry_delay OPERATOR(pg_catalog.<=) '7 days'::interval),
+    CHECK (catch_up_window OPERATOR(pg_catalog.>) '0'::interval AND catch_up_window OPERATOR(pg_catalog.<=) '1 year'::interval)
 );
 COMMENT ON TABLE pipeline.jobs IS
     'scheduled jobs: a SQL command run on a schedule, as its owner; change them with the pipeline.*job functions';
 CREATE TRIGGER jobs_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pipeline.jobs
     FOR EACH STATEMENT EXECUTE FUNCTION pipeline.catalog_changed();
+
+-- Every schedule and time zone the scheduler reads was checked when written;
+-- @once is stored as an absolute UTC time, read in the job's time zone
+CREATE FUNCTION pipeline.job_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    once_text text;
+    saved_zone text := pg_catalog.current_setting('TimeZone');
+BEGIN
+    PERFORM pipeline.next_runs('@hourly', 1, pg_catalog.now(), NEW.time_zone);
+    IF NEW.schedule IS NOT NULL THEN
+        once_text := pg_catalog.substring(NEW.schedule, '^\s*@[oO][nN][cC][eE]\s+(.*)$');
+        IF once_text IS NOT NULL THEN
+            PERFORM pg_catalog.set_config('TimeZone', NEW.time_zone, true);
+            NEW.schedule := '@once ' OPERATOR(pg_catalog.||)
+                pg_catalog.to_char(once_text::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+            PERFORM pg_catalog.set_config('TimeZone', saved_zone, true);
+        END IF;
+        PERFORM pipeline.next_runs(NEW.schedule, 1, pg_catalog.now(), NEW.time_zone);
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION pipeline.job_check() IS
+    'trigger: checks a job''s schedule and time zone as it is written, and stores @once as an absolute time';
+REVOKE ALL ON FUNCTION pipeline.job_check() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.job_check() TO PUBLIC;
+CREATE TRIGGER jobs_checked
+    BEFORE INSERT OR UPDATE OF schedule, time_zone ON pipeline.jobs
+    FOR EACH ROW EXECUTE FUNCTION pipeline.job_check();
 
 CREATE TABLE pipeline.job_runs (
     id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.job_run_id_seq'),
@@ -1384,7 +1419,9 @@ CREATE POLICY owner_only ON pipeline.jobs
     WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
 CREATE POLICY owner_only ON pipeline.job_runs
     USING (pg_catalog.pg_has_role(owner, 'USAGE'))
-    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE')
+                AND EXISTS (SELECT FROM pipeline.jobs j WHERE j.id OPERATOR(pg_catalog.=) job_id
+                                                          AND j.owner OPERATOR(pg_catalog.=) owner));
 REVOKE ALL ON pipeline.jobs, pipeline.job_runs FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON pipeline.jobs TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE ON pipeline.job_runs TO PUBLIC;
@@ -1493,6 +1530,12 @@ BEGIN
                 RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                     MESSAGE = pg_catalog.format('invalid %s "%s"', key, options->>key),
                     HINT = 'Give a positive interval, for example ''30 seconds''.';
+            END IF;
+            IF option_interval OPERATOR(pg_catalog.>) (CASE key WHEN 'timeout' THEN '24 days' WHEN 'retry_delay' THEN '1 day'
+                                                          WHEN 'max_retry_delay' THEN '7 days' ELSE '1 year' END)::interval THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = pg_catalog.format('%s "%s" is too long', key, options->>key),
+                    HINT = 'The limits are: timeout 24 days, retry_delay 1 day, max_retry_delay 7 days, catch_up_window 1 year.';
             END IF;
         END IF;
     END LOOP;
@@ -1694,6 +1737,9 @@ DECLARE
 BEGIN
     SELECT * INTO run FROM pipeline.job_runs r WHERE r.id OPERATOR(pg_catalog.=) run_id;
     IF run.state OPERATOR(pg_catalog.=) 'succeeded' THEN
+        -- two dependencies ending together: the second to lock sees the first's success
+        PERFORM FROM pipeline.jobs d WHERE run.job_id OPERATOR(pg_catalog.=) ANY (d.depends_on)
+          ORDER BY d.id FOR UPDATE;
         -- a new attempt, also after an earlier upstream_failed or a run on older data (a rerun)
         INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state)
         SELECT d.id, d.owner, run.scheduled_for,

@@ -38,6 +38,15 @@ SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"catch_up": "some"}');
 SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"catch_up_window": "-1 day"}');
 SELECT pipeline.run_job('nope');
 SELECT pipeline.unschedule_job('nope');
+SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"catch_up_window": "300000 years"}');
+SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1', '{"timeout": "30 days"}');
+-- the catalog checks what is written to it directly, too
+UPDATE pipeline.jobs SET schedule = '@every x' WHERE name = 'nightly';
+UPDATE pipeline.jobs SET time_zone = 'Nowhere/Land' WHERE name = 'nightly';
+-- @once is stored as an absolute time, read in the job's time zone
+SELECT pipeline.schedule_job('once', '@once 2027-01-13 09:00', 'SELECT 1', '{"time_zone": "Asia/Tokyo"}') > 0 AS created;
+SELECT schedule FROM pipeline.jobs WHERE name = 'once';
+SELECT pipeline.unschedule_job('once');
 
 -- graphs: a job can depend only on jobs that exist, so a graph has no cycle
 SELECT pipeline.schedule_job('after', NULL, 'SELECT 1', '{"depends_on": ["nightly", "manual"]}') > 0 AS created;
@@ -60,6 +69,11 @@ SELECT count(*) FROM pipeline.job_status;
 SELECT pipeline.run_job('nightly');
 SELECT pipeline.pause_job('nightly');
 UPDATE pipeline.jobs SET command = 'DROP TABLE x';
+-- nor can it queue or block another role's jobs
+INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state)
+SELECT max(id), 'job_other', now(), 1, now(), 'manual', 'running' FROM pipeline.jobs;
+INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state)
+VALUES ((SELECT pipeline.job_id('nightly')), 'job_other', now(), 1, now(), 'manual', 'running');
 -- roles that cannot log in cannot own jobs (a worker connects as the owner)
 SET ROLE job_nologin;
 SELECT pipeline.schedule_job('x', '@daily', 'SELECT 1');

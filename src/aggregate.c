@@ -678,6 +678,22 @@ KeyMatch(AggregateDef *def, const char *state_alias, const char *other_alias)
 	return buf.data;
 }
 
+/* "__rows = 0, a = NULL, ...": a group's state row emptied */
+static char *
+EmptyStates(AggregateDef *def)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "__rows = 0");
+	for (int i = 0; i < def->ncolumns; i++)
+	{
+		if (!def->is_key[i])
+			appendStringInfo(&buf, ", %s = NULL", quote_identifier(def->names[i]));
+	}
+	return buf.data;
+}
+
 static int
 KeyCount(AggregateDef *def)
 {
@@ -1182,9 +1198,9 @@ RecomputeRollups(AggregateDef *def, List *aggrefs)
 						 QualifiedName(rollup->state), KeyMatch(rollup, "s", "t"));
 		Execute(sql.data, SPI_OK_SELECT);
 		resetStringInfo(&sql);
-		appendStringInfo(&sql, "DELETE FROM %s s USING pipeline_rollup_touched t WHERE %s",
-						 QualifiedName(rollup->state), KeyMatch(rollup, "s", "t"));
-		Execute(sql.data, SPI_OK_DELETE);
+		appendStringInfo(&sql, "UPDATE %s s SET %s FROM pipeline_rollup_touched t WHERE %s",
+						 QualifiedName(rollup->state), EmptyStates(rollup), KeyMatch(rollup, "s", "t"));
+		Execute(sql.data, SPI_OK_UPDATE);
 		resetStringInfo(&sql);
 		appendStringInfo(&sql, "DELETE FROM %s o USING pipeline_rollup_touched t WHERE true",
 						 QualifiedName(rollup->output));
@@ -1274,10 +1290,14 @@ Recompute(AggregateDef *def, Tuplestorestate *old_rows, Tuplestorestate *new_row
 	appendStringInfo(&buf, "SELECT FROM %s s JOIN pipeline_touched t ON %s ORDER BY s.__group FOR UPDATE OF s",
 					 QualifiedName(def->state), KeyMatch(def, "s", "t"));
 	Execute(buf.data, SPI_OK_SELECT);
+	/*
+	 * Emptied in place, not deleted: a concurrent writer waiting for these
+	 * rows then combines into the recomputed state instead of losing it.
+	 */
 	resetStringInfo(&buf);
-	appendStringInfo(&buf, "DELETE FROM %s s USING pipeline_touched t WHERE %s",
-					 QualifiedName(def->state), KeyMatch(def, "s", "t"));
-	Execute(buf.data, SPI_OK_DELETE);
+	appendStringInfo(&buf, "UPDATE %s s SET %s FROM pipeline_touched t WHERE %s",
+					 QualifiedName(def->state), EmptyStates(def), KeyMatch(def, "s", "t"));
+	Execute(buf.data, SPI_OK_UPDATE);
 	resetStringInfo(&buf);
 	appendStringInfo(&buf, "DELETE FROM %s o USING pipeline_touched t WHERE true",
 					 QualifiedName(def->output));

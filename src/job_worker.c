@@ -146,11 +146,18 @@ ExecuteCommand(JobRun *run)
 static void
 ExecuteAtTopLevel(JobRun *run)
 {
+	/*
+	 * Parse trees and plans outlive the transactions a procedure's COMMIT
+	 * ends, as in a client backend's message context.
+	 */
+	MemoryContext statements = AllocSetContextCreate(TopMemoryContext, "pg_pipeline job statements",
+													 ALLOCSET_DEFAULT_SIZES);
 	List	   *raws;
 	ListCell   *lc;
 
 	StartTransactionCommand();
 	ExecuteCommandChecks(run);
+	MemoryContextSwitchTo(statements);
 	raws = raw_parser(run->command, RAW_PARSE_DEFAULT);
 	CommitTransactionCommand();
 
@@ -168,6 +175,7 @@ ExecuteAtTopLevel(JobRun *run)
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
+		MemoryContextSwitchTo(statements);
 		if (analyze_requires_snapshot(raw))
 		{
 			PushActiveSnapshot(GetTransactionSnapshot());
@@ -189,6 +197,8 @@ ExecuteAtTopLevel(JobRun *run)
 		CommitTransactionCommand();
 	}
 	disable_timeout(STATEMENT_TIMEOUT, false);
+	MemoryContextSwitchTo(TopMemoryContext);
+	MemoryContextDelete(statements);
 }
 
 /*
@@ -208,9 +218,16 @@ RunCommand(JobRun *run)
 	if (run->atomic)
 		ExecuteCommand(run);
 	if (SPI_execute_with_args("UPDATE pipeline.job_runs SET state = 'succeeded', "
-							  "finished_at = pg_catalog.clock_timestamp() WHERE id OPERATOR(pg_catalog.=) $1",
-							  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE ||
-		SPI_execute_with_args("SELECT pipeline.job_run_ended($1)", 1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+							  "finished_at = pg_catalog.clock_timestamp() WHERE id OPERATOR(pg_catalog.=) $1 "
+							  "AND state OPERATOR(pg_catalog.=) 'running'",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record job run " INT64_FORMAT, worker_args.run_id);
+	/* ended meanwhile (terminated after its timeout): the work must not commit */
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("job run " INT64_FORMAT " was ended before it finished", worker_args.run_id)));
+	if (SPI_execute_with_args("SELECT pipeline.job_run_ended($1)", 1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not record job run " INT64_FORMAT, worker_args.run_id);
 	PipelineSpiCommit();
 }
@@ -231,12 +248,20 @@ RecordFailure(JobRun *run, ErrorData *edata)
 
 	PipelineSpiBegin();
 	if (SPI_execute_with_args("UPDATE pipeline.job_runs SET state = $2, sqlstate = $3, error = $4, "
-							  "finished_at = pg_catalog.clock_timestamp() WHERE id OPERATOR(pg_catalog.=) $1",
-							  4, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE ||
-		SPI_execute_with_args("INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state) "
+							  "finished_at = pg_catalog.clock_timestamp() WHERE id OPERATOR(pg_catalog.=) $1 "
+							  "AND state OPERATOR(pg_catalog.=) 'running'",
+							  4, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the failure of job run " INT64_FORMAT, worker_args.run_id);
+	/* already ended by the supervisor (terminated after its timeout), which queued the retry */
+	if (SPI_processed == 0)
+	{
+		PipelineSpiCommit();
+		return;
+	}
+	if (SPI_execute_with_args("INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state) "
 							  "SELECT r.job_id, r.owner, r.scheduled_for, r.attempt OPERATOR(pg_catalog.+) 1, "
 							  "pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) LEAST(j.retry_delay OPERATOR(pg_catalog.*) "
-							  "  pg_catalog.power(2, r.attempt OPERATOR(pg_catalog.-) 1), j.max_retry_delay), 'retry', 'queued' "
+							  "  pg_catalog.power(2, LEAST(r.attempt OPERATOR(pg_catalog.-) 1, 20)), j.max_retry_delay), 'retry', 'queued' "
 							  "FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id OPERATOR(pg_catalog.=) r.job_id "
 							  "WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.attempt OPERATOR(pg_catalog.<) j.max_attempts "
 							  "ON CONFLICT DO NOTHING",

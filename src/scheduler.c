@@ -29,6 +29,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "utils/resowner.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
@@ -82,7 +83,7 @@ QueueRetry(int64 run_id)
 	Execute("INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state) "
 			"SELECT r.job_id, r.owner, r.scheduled_for, r.attempt OPERATOR(pg_catalog.+) 1, "
 			"pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) LEAST(j.retry_delay OPERATOR(pg_catalog.*) "
-			"  pg_catalog.power(2, r.attempt OPERATOR(pg_catalog.-) 1), j.max_retry_delay), 'retry', 'queued' "
+			"  pg_catalog.power(2, LEAST(r.attempt OPERATOR(pg_catalog.-) 1, 20)), j.max_retry_delay), 'retry', 'queued' "
 			"FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id OPERATOR(pg_catalog.=) r.job_id "
 			"WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.attempt OPERATOR(pg_catalog.<) j.max_attempts "
 			"ON CONFLICT DO NOTHING",
@@ -116,36 +117,41 @@ ReapWorkers(void)
 {
 	ListCell   *lc;
 	List	   *alive = NIL;
-	MemoryContext old;
+	List	   *stopped = NIL;
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
+	/* the lists outlive this transaction */
 	foreach(lc, job_workers)
 	{
 		JobRunWorker *worker = lfirst(lc);
 		pid_t		pid;
 
 		if (GetBackgroundWorkerPid(worker->handle, &pid) == BGWH_STOPPED)
-		{
-			TimestampTz ignored;
-
-			(void) PipelineSlotRelease(worker->slotno, &ignored);
-			MarkCrashed(worker->run_id, "the job's worker exited before recording an outcome");
-			pfree(worker->handle);
-			pfree(worker);
-		}
+			stopped = lappend(stopped, worker);
 		else
-		{
-			/* the list outlives this transaction */
-			old = MemoryContextSwitchTo(TopMemoryContext);
 			alive = lappend(alive, worker);
-			MemoryContextSwitchTo(old);
-		}
 	}
 	list_free(job_workers);
 	job_workers = alive;
+	MemoryContextSwitchTo(old);
+
+	/* off the list before anything can fail, so no freed handle stays on it */
+	foreach(lc, stopped)
+	{
+		JobRunWorker *worker = lfirst(lc);
+		TimestampTz ignored;
+		int64		run_id = worker->run_id;
+
+		(void) PipelineSlotRelease(worker->slotno, &ignored);
+		pfree(worker->handle);
+		pfree(worker);
+		MarkCrashed(run_id, "the job's worker exited before recording an outcome");
+	}
+	list_free(stopped);
 }
 
 /* a run still going this long after its timeout cancelled it is terminated */
-#define TERMINATE_GRACE_MS 10000
+#define TERMINATE_GRACE_SECS 10
 
 /* an occurrence later than this is "missed" for the catch-up policy none */
 #define LATE_TOLERANCE_USECS (60 * USECS_PER_SEC)
@@ -188,6 +194,48 @@ EnqueueOccurrence(int64 job_id, TimestampTz at, bool catch_up_batch, const char 
 }
 
 /*
+ * Parse a job's schedule; a schedule the catalog should never hold (its
+ * checks bypassed) is logged and skipped, never an error of the supervisor.
+ */
+static bool
+ParseScheduleSafely(int64 job_id, const char *spec, Schedule *schedule)
+{
+	MemoryContext context = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char	   *volatile error = NULL;
+	char	   *hint;
+	volatile bool parsed = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(context);
+	PG_TRY();
+	{
+		char	   *message = NULL;
+
+		parsed = PipelineParseSchedule(spec, schedule, &message, &hint);
+		error = message;
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		error = edata->message;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(context);
+	CurrentResourceOwner = owner;
+	if (!parsed)
+		ereport(LOG,
+				(errmsg("pg_pipeline job " INT64_FORMAT " is not scheduled: %s", job_id, error)));
+	return parsed;
+}
+
+/*
  * Enqueue the due occurrences of each enabled scheduled job, by its
  * catch-up policy; return the earliest future fire time (0 if none).
  */
@@ -218,13 +266,11 @@ EnqueueDueOccurrences(TimestampTz now)
 		TimestampTz latest;
 		TimestampTz *due = NULL;
 		int			ndue = 0;
-		char	   *error;
-		char	   *hint;
 		Oid			argtypes[2] = {INT8OID, TIMESTAMPTZOID};
 		Datum		args[2];
 
-		/* checked at creation; a time zone can vanish with a tzdata update */
-		if (tz == NULL || !PipelineParseSchedule(spec, &schedule, &error, &hint))
+		/* checked when written; a time zone can vanish with a tzdata update */
+		if (tz == NULL || !ParseScheduleSafely(job_id, spec, &schedule))
 			continue;
 		if (!PipelineNextFire(&schedule, last, tz, &next))
 			continue;
@@ -279,7 +325,7 @@ EnqueueDueOccurrences(TimestampTz now)
 	return wake_at;
 }
 
-static void
+static bool
 StartRunWorker(int64 run_id, Oid owner)
 {
 	BackgroundWorker bgw;
@@ -314,7 +360,7 @@ StartRunWorker(int64 run_id, Oid owner)
 		worker->handle = handle;
 		job_workers = lappend(job_workers, worker);
 		MemoryContextSwitchTo(old);
-		return;
+		return true;
 	}
 
 	/* no worker slot free now: the run waits in the queue */
@@ -337,6 +383,7 @@ StartRunWorker(int64 run_id, Oid owner)
 	ereport(LOG,
 			(errmsg("pg_pipeline job run " INT64_FORMAT " waits: no background worker slot is free", run_id),
 			 errhint("Raise max_worker_processes.")));
+	return false;
 }
 
 /*
@@ -351,9 +398,9 @@ TerminateOverdueRuns(void)
 	ListCell   *lc;
 
 	Execute("SELECT r.id, r.started_at OPERATOR(pg_catalog.+) j.timeout OPERATOR(pg_catalog.+) "
-			"  pg_catalog.make_interval(secs => " CppAsString2(TERMINATE_GRACE_MS) " / 1000.0), "
-			"  r.started_at OPERATOR(pg_catalog.+) j.timeout OPERATOR(pg_catalog.+) "
-			"  pg_catalog.make_interval(secs => " CppAsString2(TERMINATE_GRACE_MS) " / 1000.0) "
+			"  pg_catalog.make_interval(secs => " CppAsString2(TERMINATE_GRACE_SECS) "), "
+			"  (r.started_at OPERATOR(pg_catalog.+) j.timeout OPERATOR(pg_catalog.+) "
+			"  pg_catalog.make_interval(secs => " CppAsString2(TERMINATE_GRACE_SECS) ")) "
 			"  OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() "
 			"FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id OPERATOR(pg_catalog.=) r.job_id "
 			"WHERE r.state OPERATOR(pg_catalog.=) 'running' AND j.timeout IS NOT NULL",
@@ -381,6 +428,8 @@ TerminateOverdueRuns(void)
 					"error = 'terminated: it did not stop when its timeout cancelled it' "
 					"WHERE id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'running'",
 					1, argtypes, args, SPI_OK_UPDATE);
+			if (SPI_processed == 0)
+				continue;		/* it ended meanwhile */
 			QueueRetry(run_id);
 			foreach(lc, job_workers)
 			{
@@ -472,7 +521,7 @@ PipelineSchedulerTick(bool first)
 			"    ORDER BY q.due_at, q.id LIMIT 1) "
 			"  AND NOT EXISTS (SELECT FROM pipeline.job_runs b WHERE b.job_id OPERATOR(pg_catalog.=) r.job_id "
 			"    AND b.state OPERATOR(pg_catalog.=) ANY (ARRAY['starting', 'running'])))) "
-			"RETURNING r.id, r.owner::oid",
+			"RETURNING r.id, j.owner::oid",
 			0, NULL, NULL, SPI_OK_UPDATE_RETURNING);
 	start_ids = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * Max(SPI_processed, 1));
 	start_owners = MemoryContextAlloc(TopMemoryContext, sizeof(Oid) * Max(SPI_processed, 1));
@@ -485,7 +534,7 @@ PipelineSchedulerTick(bool first)
 	}
 
 	/* the next queued run that is due later (a retry) */
-	Execute("SELECT min(due_at) FROM pipeline.job_runs WHERE state OPERATOR(pg_catalog.=) 'queued'",
+	Execute("SELECT pg_catalog.min(due_at) FROM pipeline.job_runs WHERE state OPERATOR(pg_catalog.=) 'queued'",
 			0, NULL, NULL, SPI_OK_SELECT);
 	{
 		bool		isnull;
@@ -497,7 +546,16 @@ PipelineSchedulerTick(bool first)
 	PipelineSpiCommit();
 
 	for (int i = 0; i < nstart; i++)
-		StartRunWorker(start_ids[i], start_owners[i]);
+	{
+		/* a run that found no free slot is tried again soon */
+		if (!StartRunWorker(start_ids[i], start_owners[i]))
+		{
+			TimestampTz retry = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+
+			if (wake_at == 0 || retry < wake_at)
+				wake_at = retry;
+		}
+	}
 	pfree(start_ids);
 	pfree(start_owners);
 

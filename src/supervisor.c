@@ -275,7 +275,7 @@ PipelineSupervisorMain(Datum main_arg)
 {
 	int			slotno = DatumGetInt32(main_arg);
 	Oid			dboid;
-	bool		first_tick;
+	volatile bool first_tick;
 
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 
@@ -291,6 +291,8 @@ PipelineSupervisorMain(Datum main_arg)
 
 	if (!ExtensionInstalled())
 		ExitExtensionAbsent(slotno);
+	/* it runs SQL as a superuser: only pg_catalog may resolve its names */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
 
 	PipelineSlotSetState(slotno, "idle");
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -310,10 +312,24 @@ PipelineSupervisorMain(Datum main_arg)
 
 	for (;;)
 	{
-		long		timeout = ReconcileWorkers();
-		long		job_timeout = PipelineSchedulerTick(first_tick);
+		volatile long timeout = ReconcileWorkers();
+		volatile long job_timeout;
 
-		first_tick = false;
+		/* a job the scheduler trips over must not take the sources down with it */
+		PG_TRY();
+		{
+			job_timeout = PipelineSchedulerTick(first_tick);
+			first_tick = false;
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(TopMemoryContext);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			job_timeout = 5000;
+		}
+		PG_END_TRY();
 		if (job_timeout >= 0 && (timeout < 0 || job_timeout < timeout))
 			timeout = job_timeout;
 

@@ -144,11 +144,13 @@ is "$(q $db "SELECT count(*) > 0 FROM pipeline.job_runs a JOIN pipeline.job_runs
 # catch-up after downtime: a job that fired 4 and 3 minutes ago while the
 # scheduler was away (its last occurrence moved 5 minutes back: a test-only
 # time offset); the next fire is an hour away
-missed=$(q $db "SELECT extract(minute FROM now() - interval '4 minutes')::int || ',' || extract(minute FROM now() - interval '3 minutes')::int || ' * * * *'")
+ref=$(q $db "SELECT now()")
+missed=$(q $db "SELECT extract(minute FROM '$ref'::timestamptz - interval '4 minutes')::int || ',' ||
+                       extract(minute FROM '$ref'::timestamptz - interval '3 minutes')::int || ' * * * *'")
 for policy in none latest all; do
 	as_jobber "SELECT pipeline.schedule_job('catch_$policy', '$missed', 'SELECT 1', '{\"catch_up\": \"$policy\", \"enabled\": false}')" >/dev/null
 done
-q $db "UPDATE pipeline.jobs SET last_scheduled_for = now() - interval '5 minutes' WHERE name LIKE 'catch_%'" >/dev/null
+q $db "UPDATE pipeline.jobs SET last_scheduled_for = '$ref'::timestamptz - interval '5 minutes' WHERE name LIKE 'catch_%'" >/dev/null
 q $db "UPDATE pipeline.jobs SET enabled = true WHERE name LIKE 'catch_%'" >/dev/null
 wait_for_sql 20 $db "SELECT count(*) = 4 FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id AND j.name LIKE 'catch_%' WHERE r.state IN ('succeeded', 'skipped')"
 catch() { q $db "SELECT string_agg(r.state, ',' ORDER BY r.scheduled_for) FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id = r.job_id AND j.name = 'catch_$1'"; }
