@@ -205,6 +205,34 @@ SELECT count(*) FROM daily;
 SELECT pipeline.drop_aggregate('daily');
 SELECT pipeline.drop_aggregate('hourly');
 
+-- INSERT ... ON CONFLICT DO UPDATE and MERGE count each row once: their
+-- UPDATE trigger fires first and recomputes, and their INSERT trigger then
+-- skips the groups that recomputation already read
+CREATE TABLE kv (k integer PRIMARY KEY, grp integer, v integer);
+SELECT pipeline.create_aggregate('kv_sum', $$SELECT grp, count(*) AS n, sum(v) AS total FROM kv GROUP BY grp$$);
+INSERT INTO kv VALUES (1, 1, 10), (2, 1, 20);
+INSERT INTO kv VALUES (2, 1, 25), (3, 1, 30), (4, 2, 40) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v;
+SELECT * FROM kv_sum ORDER BY grp;
+SELECT * FROM pipeline.check_aggregate('kv_sum');
+MERGE INTO kv USING (VALUES (1, 1, 11), (5, 1, 50), (4, 2, 0), (8, 2, 8)) AS s(k, grp, v) ON kv.k = s.k
+  WHEN MATCHED AND s.v = 0 THEN DELETE
+  WHEN MATCHED THEN UPDATE SET v = s.v
+  WHEN NOT MATCHED THEN INSERT VALUES (s.k, s.grp, s.v);
+SELECT * FROM kv_sum ORDER BY grp;
+SELECT * FROM pipeline.check_aggregate('kv_sum');
+-- two statements of one function are two queries: the second's rows count
+CREATE FUNCTION two_statements() RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+  INSERT INTO kv VALUES (1, 1, 12) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v;
+  INSERT INTO kv VALUES (9, 1, 90);
+END $f$;
+SELECT two_statements();
+SELECT * FROM kv_sum ORDER BY grp;
+SELECT * FROM pipeline.check_aggregate('kv_sum');
+SELECT pipeline.drop_aggregate('kv_sum');
+DROP FUNCTION two_statements();
+DROP TABLE kv;
+
 -- the trigger function refuses to be used by hand
 CREATE TABLE t (a int);
 CREATE TRIGGER mine AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION pipeline.aggregate_trigger('1', '10');

@@ -58,6 +58,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/queryenvironment.h"
@@ -1244,14 +1245,113 @@ BackfillRollup(AggregateDef *rollup)
 	Combine(rollup, partial, desc, aggrefs, false);
 }
 
+/*
+ * Groups recomputed by an UPDATE or DELETE trigger, per aggregate and
+ * query.  INSERT ... ON CONFLICT DO UPDATE and MERGE fire their UPDATE
+ * trigger before their INSERT trigger; the recomputation already read the
+ * rows the query inserted, so its INSERT trigger must not fold them into
+ * those groups again.  A query is known by the command id of the snapshot
+ * its triggers fire under.
+ */
+typedef struct RecomputedGroups
+{
+	int64		aggregate_id;
+	CommandId	query_cid;
+	Datum		group_hashes;	/* int8[] of the groups' __group */
+} RecomputedGroups;
+
+static List *recomputed_groups = NIL;	/* in TopTransactionContext */
+static bool recomputed_callback_registered = false;
+
+static void
+ForgetRecomputedGroups(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		recomputed_groups = NIL;
+}
+
+/* The query firing the current trigger, or InvalidCommandId */
+static CommandId
+FiringQuery(void)
+{
+	return ActiveSnapshotSet() ? GetActiveSnapshot()->curcid : InvalidCommandId;
+}
+
+static void
+RememberRecomputedGroups(AggregateDef *def, CommandId query_cid)
+{
+	MemoryContext old;
+	RecomputedGroups *entry;
+	bool		isnull;
+	Datum		hashes;
+
+	if (query_cid == InvalidCommandId)
+		return;
+	Execute(psprintf("SELECT pg_catalog.array_agg(pg_catalog.hash_record_extended(ROW(%s), 0)) FROM pipeline_touched t",
+					 KeyList(def, "t")), SPI_OK_SELECT);
+	hashes = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return;
+	if (!recomputed_callback_registered)
+	{
+		RegisterXactCallback(ForgetRecomputedGroups, NULL);
+		recomputed_callback_registered = true;
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	entry = palloc(sizeof(RecomputedGroups));
+	entry->aggregate_id = def->id;
+	entry->query_cid = query_cid;
+	entry->group_hashes = datumCopy(hashes, false, -1);
+	recomputed_groups = lappend(recomputed_groups, entry);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Drop from the partial states the groups that this same query already
+ * recomputed; returns the partial states to fold.
+ */
+static Tuplestorestate *
+WithoutRecomputedGroups(AggregateDef *def, CommandId query_cid, Tuplestorestate *partial,
+						TupleDesc desc)
+{
+	ListCell   *lc;
+	Tuplestorestate *kept = partial;
+
+	foreach(lc, recomputed_groups)
+	{
+		RecomputedGroups *entry = lfirst(lc);
+		Oid			argtypes[1] = {INT8ARRAYOID};
+		Datum		args[1];
+
+		if (entry->aggregate_id != def->id || entry->query_cid != query_cid ||
+			query_cid == InvalidCommandId)
+			continue;
+		args[0] = entry->group_hashes;
+		SPI_register_relation(MakeEnr("pipeline_unfiltered", kept, InvalidOid, desc));
+		if (SPI_execute_with_args(psprintf("SELECT p.* FROM pipeline_unfiltered p "
+										   "WHERE pg_catalog.hash_record_extended(ROW(%s), 0) "
+										   "OPERATOR(pg_catalog.<>) ALL ($1)", KeyList(def, "p")),
+								  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not filter recomputed groups");
+		SPI_unregister_relation("pipeline_unfiltered");
+		kept = NewTuplestore();
+		for (uint64 i = 0; i < SPI_processed; i++)
+			tuplestore_puttuple(kept, SPI_tuptable->vals[i]);
+	}
+	return kept;
+}
+
 /* Fold new rows (or, with rows NULL, the whole source) into the aggregate */
 static void
-Fold(AggregateDef *def, Tuplestorestate *rows, TupleDesc rows_desc)
+Fold(AggregateDef *def, Tuplestorestate *rows, TupleDesc rows_desc, CommandId query_cid)
 {
 	TupleDesc	desc;
 	List	   *aggrefs;
 	Tuplestorestate *partial = RunPartial(def, rows, rows_desc, NULL, &desc, &aggrefs);
 
+	partial = WithoutRecomputedGroups(def, query_cid, partial, desc);
 	Combine(def, partial, desc, aggrefs, true);
 }
 
@@ -1262,7 +1362,8 @@ Fold(AggregateDef *def, Tuplestorestate *rows, TupleDesc rows_desc)
  * source is read again, or folds its rows after.
  */
 static void
-Recompute(AggregateDef *def, Tuplestorestate *old_rows, Tuplestorestate *new_rows)
+Recompute(AggregateDef *def, Tuplestorestate *old_rows, Tuplestorestate *new_rows,
+		  CommandId query_cid)
 {
 	TupleDesc	desc;
 	List	   *aggrefs;
@@ -1285,6 +1386,7 @@ Recompute(AggregateDef *def, Tuplestorestate *old_rows, Tuplestorestate *new_row
 		return;
 	touched_enr = MakeEnr("pipeline_touched", touched, InvalidOid, desc);
 	SPI_register_relation(touched_enr);
+	RememberRecomputedGroups(def, query_cid);
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "SELECT FROM %s s JOIN pipeline_touched t ON %s ORDER BY s.__group FOR UPDATE OF s",
@@ -1351,6 +1453,7 @@ FoldAsOwner(int64 id, Oid owner, FoldKind kind, Oid table, TriggerData *trigdata
 	int			nestlevel;
 	AggregateDef *def;
 	List	   *outer_tuplestores = fold_tuplestores;	/* a fold can nest in a fold */
+	CommandId	query_cid = FiringQuery();
 
 	fold_tuplestores = NIL;
 
@@ -1380,16 +1483,16 @@ FoldAsOwner(int64 id, Oid owner, FoldKind kind, Oid table, TriggerData *trigdata
 	switch (kind)
 	{
 		case FOLD_INSERT:
-			Fold(def, trigdata->tg_newtable, NULL);
+			Fold(def, trigdata->tg_newtable, NULL, query_cid);
 			break;
 		case FOLD_ROWS:
-			Fold(def, rows, rows_desc);
+			Fold(def, rows, rows_desc, InvalidCommandId);
 			break;
 		case FOLD_UPDATE:
-			Recompute(def, trigdata->tg_oldtable, trigdata->tg_newtable);
+			Recompute(def, trigdata->tg_oldtable, trigdata->tg_newtable, query_cid);
 			break;
 		case FOLD_DELETE:
-			Recompute(def, trigdata->tg_oldtable, NULL);
+			Recompute(def, trigdata->tg_oldtable, NULL, query_cid);
 			break;
 		case FOLD_TRUNCATE:
 			Clear(def);
@@ -1404,7 +1507,7 @@ FoldAsOwner(int64 id, Oid owner, FoldKind kind, Oid table, TriggerData *trigdata
 			if (def->rollup_of != 0)
 				BackfillRollup(def);
 			else
-				Fold(def, NULL, NULL);
+				Fold(def, NULL, NULL, InvalidCommandId);
 			break;
 	}
 	EndTuplestores();
