@@ -71,6 +71,7 @@
 #include "utils/typcache.h"
 
 #include "aggregate.h"
+#include "catalog.h"
 
 PG_FUNCTION_INFO_V1(pipeline_aggregate_describe);
 PG_FUNCTION_INFO_V1(pipeline_aggregate_trigger);
@@ -616,17 +617,8 @@ LoadAggregate(int64 id)
 	def->output = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 	def->state = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
 
-	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull)),
-					  TEXTOID, -1, false, TYPALIGN_INT, &elems, &elem_nulls, &n);
-	def->ncolumns = n;
-	def->names = palloc(sizeof(char *) * n);
-	for (int i = 0; i < n; i++)
-		def->names[i] = TextDatumGetCString(elems[i]);
-	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 6, &isnull)),
-					  TEXTOID, -1, false, TYPALIGN_INT, &elems, &elem_nulls, &n);
-	def->exprs = palloc(sizeof(char *) * n);
-	for (int i = 0; i < n; i++)
-		def->exprs[i] = TextDatumGetCString(elems[i]);
+	PipelineSplitTextArray(SPI_getbinval(tup, desc, 5, &isnull), &def->ncolumns, &def->names);
+	PipelineSplitTextArray(SPI_getbinval(tup, desc, 6, &isnull), &n, &def->exprs);
 	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 7, &isnull)),
 					  BOOLOID, 1, true, TYPALIGN_CHAR, &elems, &elem_nulls, &n);
 	def->is_key = palloc(sizeof(bool) * n);
@@ -1046,6 +1038,36 @@ Combine(AggregateDef *def, Tuplestorestate *partial, TupleDesc partial_desc, Lis
 		FoldRollups(def, partial, partial_desc, aggrefs);
 }
 
+/*
+ * Before recomputing the groups listed in the relation "touched": lock their
+ * state rows in one order, empty them in place and drop their output rows.
+ * Emptied, not deleted: a concurrent writer waiting for these rows then
+ * combines into the recomputed state instead of losing it.
+ */
+static void
+ResetGroups(AggregateDef *def, const char *touched)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT FROM %s s JOIN %s t ON %s ORDER BY s.__group FOR UPDATE OF s",
+					 QualifiedName(def->state), touched, KeyMatch(def, "s", "t"));
+	Execute(buf.data, SPI_OK_SELECT);
+	resetStringInfo(&buf);
+	appendStringInfo(&buf, "UPDATE %s s SET %s FROM %s t WHERE %s",
+					 QualifiedName(def->state), EmptyStates(def), touched, KeyMatch(def, "s", "t"));
+	Execute(buf.data, SPI_OK_UPDATE);
+	resetStringInfo(&buf);
+	appendStringInfo(&buf, "DELETE FROM %s o USING %s t WHERE true", QualifiedName(def->output), touched);
+	for (int i = 0; i < def->ncolumns; i++)
+	{
+		if (def->is_key[i])
+			appendStringInfo(&buf, " AND o.%s IS NOT DISTINCT FROM t.%s",
+							 quote_identifier(def->names[i]), quote_identifier(def->names[i]));
+	}
+	Execute(buf.data, SPI_OK_DELETE);
+}
+
 /* ---------------------------------------------------------------------
  * Rollups: aggregates of an aggregate's states (hourly -> daily)
  * ---------------------------------------------------------------------
@@ -1194,24 +1216,7 @@ RecomputeRollups(AggregateDef *def, List *aggrefs)
 		SPI_register_relation(MakeEnr("pipeline_rollup_touched", touched, InvalidOid,
 									  CreateTupleDescCopy(SPI_tuptable->tupdesc)));
 
-		resetStringInfo(&sql);
-		appendStringInfo(&sql, "SELECT FROM %s s JOIN pipeline_rollup_touched t ON %s ORDER BY s.__group FOR UPDATE OF s",
-						 QualifiedName(rollup->state), KeyMatch(rollup, "s", "t"));
-		Execute(sql.data, SPI_OK_SELECT);
-		resetStringInfo(&sql);
-		appendStringInfo(&sql, "UPDATE %s s SET %s FROM pipeline_rollup_touched t WHERE %s",
-						 QualifiedName(rollup->state), EmptyStates(rollup), KeyMatch(rollup, "s", "t"));
-		Execute(sql.data, SPI_OK_UPDATE);
-		resetStringInfo(&sql);
-		appendStringInfo(&sql, "DELETE FROM %s o USING pipeline_rollup_touched t WHERE true",
-						 QualifiedName(rollup->output));
-		for (int i = 0; i < rollup->ncolumns; i++)
-		{
-			if (rollup->is_key[i])
-				appendStringInfo(&sql, " AND o.%s IS NOT DISTINCT FROM t.%s",
-								 quote_identifier(rollup->names[i]), quote_identifier(rollup->names[i]));
-		}
-		Execute(sql.data, SPI_OK_DELETE);
+		ResetGroups(rollup, "pipeline_rollup_touched");
 
 		states = BaseStates(def, rollup, true, &desc);
 		partial = GroupBaseStates(rollup, states, desc, aggrefs, AGGSPLIT_COMBINE_SERIAL, &desc);
@@ -1370,7 +1375,6 @@ Recompute(AggregateDef *def, Tuplestorestate *old_rows, Tuplestorestate *new_row
 	Tuplestorestate *touched = RunPartial(def, old_rows, NULL, NULL, &desc, &aggrefs);
 	Tuplestorestate *partial;
 	EphemeralNamedRelation touched_enr;
-	StringInfoData buf;
 
 	if (new_rows)
 	{
@@ -1388,28 +1392,7 @@ Recompute(AggregateDef *def, Tuplestorestate *old_rows, Tuplestorestate *new_row
 	SPI_register_relation(touched_enr);
 	RememberRecomputedGroups(def, query_cid);
 
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "SELECT FROM %s s JOIN pipeline_touched t ON %s ORDER BY s.__group FOR UPDATE OF s",
-					 QualifiedName(def->state), KeyMatch(def, "s", "t"));
-	Execute(buf.data, SPI_OK_SELECT);
-	/*
-	 * Emptied in place, not deleted: a concurrent writer waiting for these
-	 * rows then combines into the recomputed state instead of losing it.
-	 */
-	resetStringInfo(&buf);
-	appendStringInfo(&buf, "UPDATE %s s SET %s FROM pipeline_touched t WHERE %s",
-					 QualifiedName(def->state), EmptyStates(def), KeyMatch(def, "s", "t"));
-	Execute(buf.data, SPI_OK_UPDATE);
-	resetStringInfo(&buf);
-	appendStringInfo(&buf, "DELETE FROM %s o USING pipeline_touched t WHERE true",
-					 QualifiedName(def->output));
-	for (int i = 0; i < def->ncolumns; i++)
-	{
-		if (def->is_key[i])
-			appendStringInfo(&buf, " AND o.%s IS NOT DISTINCT FROM t.%s",
-							 quote_identifier(def->names[i]), quote_identifier(def->names[i]));
-	}
-	Execute(buf.data, SPI_OK_DELETE);
+	ResetGroups(def, "pipeline_touched");
 
 	partial = RunPartial(def, NULL, NULL, touched_enr, &desc, &aggrefs);
 	Combine(def, partial, desc, aggrefs, false);
@@ -1631,6 +1614,20 @@ PipelineFoldIntoAggregates(Oid target, Relation staging)
 	table_close(rel, AccessShareLock);
 }
 
+/* Hand a tuplestore's rows to a materialized set-returning function's result */
+static void
+EmitRows(ReturnSetInfo *rsinfo, Tuplestorestate *rows, TupleDesc desc)
+{
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+
+	while (tuplestore_gettupleslot(rows, true, false, slot))
+	{
+		slot_getallattrs(slot);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, slot->tts_values, slot->tts_isnull);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+}
+
 /*
  * pipeline.aggregate_window(id, window_end): a sliding window read from the
  * panes of an aggregate: for each group of its other keys, the states of the
@@ -1652,7 +1649,6 @@ pipeline_aggregate_window(PG_FUNCTION_ARGS)
 			   *rows;
 	TupleDesc	panes_desc,
 				rows_desc;
-	TupleTableSlot *slot;
 	PlannedStmt *stmt;
 	int			pane = -1;
 	int			ngroup = 0;
@@ -1730,16 +1726,8 @@ pipeline_aggregate_window(PG_FUNCTION_ARGS)
 	rows = RunPlan(stmt, sql.data, env, &rows_desc);
 
 	/* a window over no panes at all has no groups, as a GROUP BY query */
-	slot = MakeSingleTupleTableSlot(rows_desc, &TTSOpsMinimalTuple);
 	if (ngroup > 0 || tuplestore_tuple_count(panes) > 0)
-	{
-		while (tuplestore_gettupleslot(rows, true, false, slot))
-		{
-			slot_getallattrs(slot);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, slot->tts_values, slot->tts_isnull);
-		}
-	}
-	ExecDropSingleTupleTableSlot(slot);
+		EmitRows(rsinfo, rows, rows_desc);
 	EndTuplestores();
 	fold_tuplestores = outer_tuplestores;
 	AtEOXact_GUC(true, nestlevel);
@@ -1762,7 +1750,6 @@ pipeline_aggregate_rollup_recompute(PG_FUNCTION_ARGS)
 	Tuplestorestate *states,
 			   *rows;
 	TupleDesc	desc;
-	TupleTableSlot *slot;
 	int			nestlevel;
 	List	   *outer_tuplestores = fold_tuplestores;
 
@@ -1778,13 +1765,7 @@ pipeline_aggregate_rollup_recompute(PG_FUNCTION_ARGS)
 	aggrefs = BaseAggrefs(base);
 	states = BaseStates(base, rollup, false, &desc);
 	rows = GroupBaseStates(rollup, states, desc, aggrefs, AGGSPLIT_FINAL_DESERIAL, &desc);
-	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
-	while (tuplestore_gettupleslot(rows, true, false, slot))
-	{
-		slot_getallattrs(slot);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, slot->tts_values, slot->tts_isnull);
-	}
-	ExecDropSingleTupleTableSlot(slot);
+	EmitRows(rsinfo, rows, desc);
 	EndTuplestores();
 	fold_tuplestores = outer_tuplestores;
 	AtEOXact_GUC(true, nestlevel);

@@ -79,8 +79,9 @@ GetDatum(HeapTuple tuple, TupleDesc desc, int attno, bool *isnull)
 	return SPI_getbinval(tuple, desc, attno, isnull);
 }
 
-static void
-SplitTextArray(Datum array, int *n, char ***out)
+/* A text[] as C strings, in the current memory context */
+void
+PipelineSplitTextArray(Datum array, int *n, char ***out)
 {
 	Datum	   *elems;
 	bool	   *nulls;
@@ -130,8 +131,8 @@ PipelineLoadKafkaSource(int64 source_id)
 	def->topic = TextOrNull(tup, desc, 4);
 	def->target = DatumGetObjectId(GetDatum(tup, desc, 5, &isnull));
 	def->format = TextOrNull(tup, desc, 6);
-	SplitTextArray(GetDatum(tup, desc, 7, &isnull), &def->ncolumns, &def->columns);
-	SplitTextArray(GetDatum(tup, desc, 8, &isnull), &def->ncolumns, &def->paths);
+	PipelineSplitTextArray(GetDatum(tup, desc, 7, &isnull), &def->ncolumns, &def->columns);
+	PipelineSplitTextArray(GetDatum(tup, desc, 8, &isnull), &def->ncolumns, &def->paths);
 	def->key_column = TextOrNull(tup, desc, 9);
 	def->partition_column = TextOrNull(tup, desc, 10);
 	def->offset_column = TextOrNull(tup, desc, 11);

@@ -258,16 +258,8 @@ RecordFailure(JobRun *run, ErrorData *edata)
 		PipelineSpiCommit();
 		return;
 	}
-	if (SPI_execute_with_args("INSERT INTO pipeline.job_runs (job_id, owner, scheduled_for, attempt, due_at, trigger, state) "
-							  "SELECT r.job_id, r.owner, r.scheduled_for, r.attempt OPERATOR(pg_catalog.+) 1, "
-							  "pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) LEAST(j.retry_delay OPERATOR(pg_catalog.*) "
-							  "  pg_catalog.power(2, LEAST(r.attempt OPERATOR(pg_catalog.-) 1, 20)), j.max_retry_delay), 'retry', 'queued' "
-							  "FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id OPERATOR(pg_catalog.=) r.job_id "
-							  "WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.attempt OPERATOR(pg_catalog.<) j.max_attempts "
-							  "ON CONFLICT DO NOTHING",
-							  1, argtypes, args, NULL, false, 0) != SPI_OK_INSERT ||
-		SPI_execute_with_args("SELECT pipeline.job_run_ended($1)", 1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT ||
-		SPI_execute_with_args("SELECT pg_catalog.pg_notify('pipeline_job_failed', pg_catalog.json_build_object("
+	PipelineQueueJobRetry(worker_args.run_id);
+	if (SPI_execute_with_args("SELECT pg_catalog.pg_notify('pipeline_job_failed', pg_catalog.json_build_object("
 							  "'job', j.name, 'run_id', r.id, 'scheduled_for', r.scheduled_for, 'attempt', r.attempt, "
 							  "'state', r.state, 'sqlstate', r.sqlstate, 'error', r.error)::text) "
 							  "FROM pipeline.job_runs r JOIN pipeline.jobs j ON j.id OPERATOR(pg_catalog.=) r.job_id "

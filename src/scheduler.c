@@ -72,10 +72,11 @@ Execute(const char *sql, int nargs, Oid *argtypes, Datum *args, int expected)
 
 /*
  * After a run failed: queue its next attempt after the backoff, if the job
- * has attempts left; then let its graph follow.
+ * has attempts left; then let its graph follow.  Used by the supervisor and
+ * by job workers, inside SPI.
  */
-static void
-QueueRetry(int64 run_id)
+void
+PipelineQueueJobRetry(int64 run_id)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(run_id)};
@@ -107,7 +108,7 @@ MarkCrashed(int64 run_id, const char *reason)
 			2, argtypes, args, SPI_OK_UPDATE);
 	if (SPI_processed == 0)
 		return;
-	QueueRetry(run_id);
+	PipelineQueueJobRetry(run_id);
 	ereport(LOG, (errmsg("pg_pipeline job run " INT64_FORMAT " crashed: %s", run_id, reason)));
 }
 
@@ -430,7 +431,7 @@ TerminateOverdueRuns(void)
 					1, argtypes, args, SPI_OK_UPDATE);
 			if (SPI_processed == 0)
 				continue;		/* it ended meanwhile */
-			QueueRetry(run_id);
+			PipelineQueueJobRetry(run_id);
 			foreach(lc, job_workers)
 			{
 				JobRunWorker *worker = lfirst(lc);

@@ -21,6 +21,7 @@ typedef struct JobWorkerArgs
 
 extern long PipelineSchedulerTick(bool first);
 extern void PipelineSchedulerShutdown(void);
+extern void PipelineQueueJobRetry(int64 run_id);
 
 extern PGDLLEXPORT void PipelineJobWorkerMain(Datum main_arg) pg_attribute_noreturn();
 
