@@ -16,6 +16,7 @@ OBJS = \
 	src/workers.o \
 	src/catalog.o \
 	src/kafka_decode.o \
+	src/copy_input.o \
 	src/kafka_source.o \
 	src/aggregate.o \
 	src/schedule.o \

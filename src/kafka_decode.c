@@ -7,7 +7,8 @@
  * type conversion, constraints, defaults, triggers and indexes behave as
  * for COPY.  This file only does what COPY cannot: take fields out of JSON
  * (with PostgreSQL's own JSON parser, which reports errors instead of
- * throwing them), check the encoding, and append the Kafka metadata columns.
+ * throwing them, behind a fast scanner for flat objects that hands anything
+ * unusual to it), check the encoding, and append the Kafka metadata columns.
  * A message it cannot turn into a line is reported with a reason, so that
  * it goes to the dead-letter table without costing a subtransaction.
  *
@@ -39,9 +40,9 @@ typedef struct FieldValue
 {
 	bool		present;
 	bool		isnull;
-	const char *start;			/* raw JSON text of an object or array */
+	bool		plain;			/* needs no COPY escaping */
+	const char *start;			/* de-escaped scalar, or JSON text of an object or array */
 	int			len;
-	char	   *scalar;			/* de-escaped scalar, palloc'd */
 } FieldValue;
 
 struct KafkaDecoder
@@ -49,6 +50,7 @@ struct KafkaDecoder
 	KafkaFormat format;
 	int			ncolumns;
 	ColumnPath *paths;
+	int		   *name_lengths;	/* of top-level names, when every path is one */
 	KafkaKeyKind key_kind;
 	bool		with_partition;
 	bool		with_offset;
@@ -120,6 +122,21 @@ KafkaDecoderCreate(KafkaFormat format, int ncolumns, char **paths,
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("JSON path for column %d is empty", i + 1)));
+	}
+
+	if (format == KAFKA_FORMAT_JSON)
+	{
+		decoder->name_lengths = palloc(sizeof(int) * Max(ncolumns, 1));
+		for (int i = 0; i < ncolumns; i++)
+		{
+			if (decoder->paths[i].depth != 1)
+			{
+				pfree(decoder->name_lengths);
+				decoder->name_lengths = NULL;
+				break;
+			}
+			decoder->name_lengths[i] = strlen(decoder->paths[i].names[0]);
+		}
 	}
 	return decoder;
 }
@@ -193,7 +210,6 @@ WalkStructEnd(void *state)
 		value->len = walk->lex->prev_token_terminator - value->start;
 		value->present = true;
 		value->isnull = false;
-		value->scalar = NULL;
 		walk->capture_column = -1;
 	}
 }
@@ -230,8 +246,8 @@ WalkScalar(void *state, char *token, JsonTokenType tokentype)
 
 		value->present = true;
 		value->isnull = (tokentype == JSON_TOKEN_NULL);
-		value->scalar = token;
-		value->start = NULL;
+		value->start = token;
+		value->len = value->isnull ? 0 : strlen(token);
 	}
 	walk->pending_column = -1;
 }
@@ -305,6 +321,26 @@ AppendField(KafkaDecoder *decoder, StringInfo out, bool first, const char *s, in
 }
 
 static void
+AppendJsonFields(KafkaDecoder *decoder, StringInfo out)
+{
+	for (int c = 0; c < decoder->ncolumns; c++)
+	{
+		FieldValue *value = &decoder->values[c];
+
+		if (!value->present || value->isnull)
+			AppendField(decoder, out, c == 0, NULL, 0);
+		else if (value->plain)
+		{
+			if (c > 0)
+				appendStringInfoChar(out, '\t');
+			appendBinaryStringInfo(out, value->start, value->len);
+		}
+		else
+			AppendField(decoder, out, c == 0, value->start, value->len);
+	}
+}
+
+static void
 AppendMetadata(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out)
 {
 	char		buf[64];
@@ -364,57 +400,6 @@ AppendMetadata(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out)
 	appendStringInfoChar(out, '\n');
 }
 
-static bool
-DecodeJsonFields(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out, char **error)
-{
-	JsonSemAction sem;
-	JsonWalk	walk;
-	JsonParseErrorType result;
-
-	memset(decoder->values, 0, sizeof(FieldValue) * decoder->ncolumns);
-	memset(&walk, 0, sizeof(walk));
-	walk.decoder = decoder;
-	walk.pending_column = -1;
-	walk.capture_column = -1;
-	walk.lex = makeJsonLexContextCstringLen(msg->payload, msg->payload_len,
-											GetDatabaseEncoding(), true);
-
-	memset(&sem, 0, sizeof(sem));
-	sem.semstate = &walk;
-	sem.object_start = WalkStructStart;
-	sem.object_end = WalkStructEnd;
-	sem.array_start = WalkArrayStart;
-	sem.array_end = WalkArrayEnd;
-	sem.object_field_start = WalkObjectFieldStart;
-	sem.array_element_start = WalkArrayElementStart;
-	sem.scalar = WalkScalar;
-
-	result = pg_parse_json(walk.lex, &sem);
-	if (result != JSON_SUCCESS)
-	{
-		*error = psprintf("invalid JSON: %s", json_errdetail(result, walk.lex));
-		return false;
-	}
-	if (!walk.top_is_object)
-	{
-		*error = pstrdup("JSON message is not an object");
-		return false;
-	}
-
-	for (int c = 0; c < decoder->ncolumns; c++)
-	{
-		FieldValue *value = &decoder->values[c];
-
-		if (!value->present || value->isnull)
-			AppendField(decoder, out, c == 0, NULL, 0);
-		else if (value->scalar)
-			AppendField(decoder, out, c == 0, value->scalar, strlen(value->scalar));
-		else
-			AppendField(decoder, out, c == 0, value->start, value->len);
-	}
-	return true;
-}
-
 /*
  * True if JSON text nests deeper than MAX_JSON_NESTING.  The parser recurses
  * per level and would fail the whole batch on its stack check, so such a
@@ -448,6 +433,232 @@ JsonTooDeep(const char *s, int len)
 			depth--;
 	}
 	return false;
+}
+
+/*
+ * The fast path for the usual message: one flat JSON object whose strings
+ * hold no escapes or control characters, with top-level columns only.  It
+ * checks the whole message against JSON's grammar and gives up (false) on
+ * anything else — escapes, nested values, invalid JSON — which then goes
+ * through PostgreSQL's parser for its values or its error message.  It
+ * fills decoder->values as that path would: the last of duplicate keys wins.
+ */
+static inline const char *
+SkipJsonSpace(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* A string without escapes at p: its contents, and the position after it */
+static inline const char *
+ScanPlainString(const char *p, const char *end, const char **start, int *len)
+{
+	const char *q;
+
+	if (p == end || *p != '"')
+		return NULL;
+	for (q = p + 1; q < end; q++)
+	{
+		unsigned char c = (unsigned char) *q;
+
+		if (c == '"')
+		{
+			*start = p + 1;
+			*len = q - (p + 1);
+			return q + 1;
+		}
+		if (c == '\\' || c < 0x20)
+			return NULL;
+	}
+	return NULL;
+}
+
+static inline const char *
+SkipDigits(const char *p, const char *end)
+{
+	while (p < end && *p >= '0' && *p <= '9')
+		p++;
+	return p;
+}
+
+/* A number by JSON's grammar, or NULL */
+static const char *
+ScanNumber(const char *p, const char *end)
+{
+	const char *digits;
+
+	if (p < end && *p == '-')
+		p++;
+	if (p == end || *p < '0' || *p > '9')
+		return NULL;
+	if (*p == '0')
+		p++;
+	else
+		p = SkipDigits(p, end);
+	if (p < end && *p == '.')
+	{
+		digits = ++p;
+		p = SkipDigits(p, end);
+		if (p == digits)
+			return NULL;
+	}
+	if (p < end && (*p == 'e' || *p == 'E'))
+	{
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		digits = p;
+		p = SkipDigits(p, end);
+		if (p == digits)
+			return NULL;
+	}
+	return p;
+}
+
+static inline const char *
+ScanLiteral(const char *p, const char *end, const char *word, int len)
+{
+	return (end - p >= len && memcmp(p, word, len) == 0) ? p + len : NULL;
+}
+
+static bool
+ScanFlatObject(KafkaDecoder *decoder, const char *s, int len)
+{
+	const char *end = s + len;
+	const char *p = SkipJsonSpace(s, end);
+
+	if (p == end || *p != '{')
+		return false;
+	p = SkipJsonSpace(p + 1, end);
+	if (p < end && *p == '}')
+		return SkipJsonSpace(p + 1, end) == end;
+	for (;;)
+	{
+		const char *name;
+		int			name_len;
+		const char *value;
+		int			value_len = 0;
+		bool		isnull = false;
+		int			column = -1;
+
+		p = ScanPlainString(p, end, &name, &name_len);
+		if (p == NULL)
+			return false;
+		p = SkipJsonSpace(p, end);
+		if (p == end || *p != ':')
+			return false;
+		p = SkipJsonSpace(p + 1, end);
+		if (p == end)
+			return false;
+		value = p;
+		switch (*p)
+		{
+			case '"':
+				p = ScanPlainString(p, end, &value, &value_len);
+				break;
+			case 't':
+				p = ScanLiteral(p, end, "true", 4);
+				value_len = 4;
+				break;
+			case 'f':
+				p = ScanLiteral(p, end, "false", 5);
+				value_len = 5;
+				break;
+			case 'n':
+				p = ScanLiteral(p, end, "null", 4);
+				isnull = true;
+				break;
+			default:
+				p = ScanNumber(p, end);
+				if (p != NULL)
+					value_len = p - value;
+				break;
+		}
+		if (p == NULL)
+			return false;
+
+		for (int c = 0; c < decoder->ncolumns; c++)
+		{
+			if (decoder->name_lengths[c] == name_len &&
+				memcmp(decoder->paths[c].names[0], name, name_len) == 0)
+			{
+				column = c;
+				break;
+			}
+		}
+		if (column >= 0)
+		{
+			FieldValue *field = &decoder->values[column];
+
+			field->present = true;
+			field->isnull = isnull;
+			field->plain = true;	/* no backslash or control character */
+			field->start = value;
+			field->len = value_len;
+		}
+
+		p = SkipJsonSpace(p, end);
+		if (p == end)
+			return false;
+		if (*p == '}')
+			return SkipJsonSpace(p + 1, end) == end;
+		if (*p != ',')
+			return false;
+		p = SkipJsonSpace(p + 1, end);
+	}
+}
+
+static bool
+DecodeJsonFields(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out, char **error)
+{
+	JsonSemAction sem;
+	JsonWalk	walk;
+	JsonParseErrorType result;
+
+	memset(decoder->values, 0, sizeof(FieldValue) * decoder->ncolumns);
+	if (decoder->name_lengths != NULL && ScanFlatObject(decoder, msg->payload, msg->payload_len))
+	{
+		AppendJsonFields(decoder, out);
+		return true;
+	}
+	memset(decoder->values, 0, sizeof(FieldValue) * decoder->ncolumns);
+	if (JsonTooDeep(msg->payload, msg->payload_len))
+	{
+		*error = psprintf("JSON message nests deeper than %d levels", MAX_JSON_NESTING);
+		return false;
+	}
+	memset(&walk, 0, sizeof(walk));
+	walk.decoder = decoder;
+	walk.pending_column = -1;
+	walk.capture_column = -1;
+	walk.lex = makeJsonLexContextCstringLen(msg->payload, msg->payload_len,
+											GetDatabaseEncoding(), true);
+
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &walk;
+	sem.object_start = WalkStructStart;
+	sem.object_end = WalkStructEnd;
+	sem.array_start = WalkArrayStart;
+	sem.array_end = WalkArrayEnd;
+	sem.object_field_start = WalkObjectFieldStart;
+	sem.array_element_start = WalkArrayElementStart;
+	sem.scalar = WalkScalar;
+
+	result = pg_parse_json(walk.lex, &sem);
+	if (result != JSON_SUCCESS)
+	{
+		*error = psprintf("invalid JSON: %s", json_errdetail(result, walk.lex));
+		return false;
+	}
+	if (!walk.top_is_object)
+	{
+		*error = pstrdup("JSON message is not an object");
+		return false;
+	}
+	AppendJsonFields(decoder, out);
+	return true;
 }
 
 /*
@@ -501,8 +712,7 @@ KafkaDecode(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out, char
 		return false;
 	}
 
-	if ((decoder->format == KAFKA_FORMAT_JSON || decoder->format == KAFKA_FORMAT_JSONB) &&
-		JsonTooDeep(msg->payload, len))
+	if (decoder->format == KAFKA_FORMAT_JSONB && JsonTooDeep(msg->payload, len))
 	{
 		*error = psprintf("JSON message nests deeper than %d levels", MAX_JSON_NESTING);
 		return false;

@@ -66,6 +66,7 @@
 
 #include "aggregate.h"
 #include "catalog.h"
+#include "copy_input.h"
 #include "guc.h"
 #include "kafka_decode.h"
 #include "kafka_source.h"
@@ -673,6 +674,7 @@ CopyMessages(Relation rel, int first, int last)
 	addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
 	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, CopyReadCallback,
 						   copy_columns, copy_options);
+	PipelineUseFastInput(cstate);
 	(void) CopyFrom(cstate);
 	EndCopyFrom(cstate);
 	free_parsestate(pstate);
