@@ -80,6 +80,7 @@ CREATE TABLE pipeline.kafka_sources (
     partition_column text,
     offset_column text,
     timestamp_column text,
+    headers_column text,
     start_position text NOT NULL DEFAULT 'earliest',
     batch_size integer NOT NULL DEFAULT 10000,
     max_batch_latency_ms integer NOT NULL DEFAULT 200,
@@ -340,11 +341,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    metadata_kinds constant text[] := ARRAY['key', 'partition', 'offset', 'timestamp'];
+    metadata_kinds constant text[] := ARRAY['key', 'partition', 'offset', 'timestamp', 'headers'];
     metadata_types constant text[] := ARRAY['text, character varying, bytea',
                                             'integer, bigint',
                                             'bigint, numeric',
-                                            'timestamp with time zone, timestamp without time zone'];
+                                            'timestamp with time zone, timestamp without time zone',
+                                            'jsonb, json'];
     kind text;
     column_name text;
     column_type regtype;
@@ -374,8 +376,8 @@ BEGIN
             MESSAGE = pg_catalog.format('unknown format "%s"', format),
             HINT = 'Use json (fields into columns), jsonb or text (whole message into one column), or csv.';
     END IF;
-    PERFORM pipeline.check_kafka_settings(options, ARRAY['columns', 'payload_column', 'key_column',
-        'partition_column', 'offset_column', 'timestamp_column', 'start', 'batch_size',
+    PERFORM pipeline.check_kafka_settings(options, ARRAY['columns', 'header', 'payload_column', 'key_column',
+        'partition_column', 'offset_column', 'timestamp_column', 'headers_column', 'start', 'batch_size',
         'max_batch_latency_ms', 'parallelism', 'on_error', 'max_error_rate', 'partitions',
         'store_rows', 'kafka_properties']);
     IF options ? 'store_rows' AND pg_catalog.jsonb_typeof(options->'store_rows') OPERATOR(pg_catalog.<>) 'boolean' THEN
@@ -416,6 +418,11 @@ BEGIN
     END LOOP;
 
     -- Payload columns, in the order the worker fills them
+    IF options ? 'header' AND format OPERATOR(pg_catalog.<>) 'csv' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'option "header" is for format csv',
+            HINT = 'Map JSON fields to columns with the option columns.';
+    END IF;
     IF format OPERATOR(pg_catalog.=) 'json' AND options ? 'columns' THEN
         IF pg_catalog.jsonb_typeof(options->'columns') OPERATOR(pg_catalog.<>) 'object' THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -425,6 +432,27 @@ BEGIN
         SELECT pg_catalog.array_agg(c.key ORDER BY c.key), pg_catalog.array_agg(c.value ORDER BY c.key)
           INTO data_columns, data_paths
           FROM pg_catalog.jsonb_each_text(options->'columns') c;
+    ELSIF format OPERATOR(pg_catalog.=) 'csv' AND options ? 'header' THEN
+        IF options ? 'columns' OR pg_catalog.jsonb_typeof(options->'header') OPERATOR(pg_catalog.<>) 'string' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'option "header" must be the CSV header line, without option "columns"',
+                HINT = 'For example ''{"header": "Store_ID,Amount,Sold_At"}'': each field fills the column of that name.';
+        END IF;
+        -- a header field names its column exactly, or else case-insensitively
+        SELECT pg_catalog.array_agg(COALESCE(exact.attname::text, folded.attname, h.field) ORDER BY h.n)
+          INTO data_columns
+          FROM pg_catalog.regexp_split_to_table(options->>'header', ',') WITH ORDINALITY AS f(raw, n)
+         CROSS JOIN LATERAL (SELECT pg_catalog.replace(pg_catalog.regexp_replace(pg_catalog.btrim(f.raw),
+                                 '^"(.*)"$', '\1'), '""', '"') AS field, f.n) h
+          LEFT JOIN pg_catalog.pg_attribute exact
+                 ON exact.attrelid OPERATOR(pg_catalog.=) target AND exact.attnum OPERATOR(pg_catalog.>) 0
+                AND NOT exact.attisdropped AND exact.attname OPERATOR(pg_catalog.=) h.field
+          LEFT JOIN LATERAL (SELECT pg_catalog.min(a.attname::text) AS attname FROM pg_catalog.pg_attribute a
+                              WHERE a.attrelid OPERATOR(pg_catalog.=) target AND a.attnum OPERATOR(pg_catalog.>) 0
+                                AND NOT a.attisdropped
+                                AND pg_catalog.lower(a.attname::text) OPERATOR(pg_catalog.=) pg_catalog.lower(h.field)
+                             HAVING pg_catalog.count(*) OPERATOR(pg_catalog.=) 1) folded ON true;
+        data_paths := data_columns;
     ELSIF format OPERATOR(pg_catalog.=) 'csv' AND options ? 'columns' THEN
         IF pg_catalog.jsonb_typeof(options->'columns') OPERATOR(pg_catalog.<>) 'array' THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -513,12 +541,12 @@ BEGIN
 
     BEGIN
         INSERT INTO pipeline.kafka_sources (name, brokers, topic, target, format, columns, paths,
-            key_column, partition_column, offset_column, timestamp_column, start_position,
+            key_column, partition_column, offset_column, timestamp_column, headers_column, start_position,
             batch_size, max_batch_latency_ms, parallelism, on_error, max_error_rate, partitions,
             store_rows)
         VALUES (name, brokers, topic, target, format, data_columns, data_paths,
             options->>'key_column', options->>'partition_column', options->>'offset_column',
-            options->>'timestamp_column',
+            options->>'timestamp_column', options->>'headers_column',
             pipeline.check_kafka_start(COALESCE(options->>'start', 'earliest')),
             COALESCE((options->>'batch_size')::int, 10000),
             COALESCE((options->>'max_batch_latency_ms')::int, 200),

@@ -27,16 +27,24 @@ SELECT pipeline.create_kafka_source('flat', 'broker-1.example:9092,broker-2.exam
 SELECT columns, paths, key_column, start_position, parallelism FROM pipeline.kafka_sources WHERE name = 'flat';
 SELECT name, value FROM pipeline.kafka_source_properties ORDER BY name;
 
--- whole messages into one column
-CREATE TABLE raw (body jsonb, received_at timestamptz);
+-- whole messages into one column, with the message headers as a JSON object
+CREATE TABLE raw (body jsonb, received_at timestamptz, hdrs jsonb);
 SELECT pipeline.create_kafka_source('raw', '127.0.0.1:9', 'raw', 'raw', 'jsonb',
-    '{"timestamp_column": "received_at", "start": "2026-01-31 12:00+00"}') > 0 AS created;
-SELECT columns, start_position FROM pipeline.kafka_sources WHERE name = 'raw';
+    '{"timestamp_column": "received_at", "headers_column": "hdrs", "start": "2026-01-31 12:00+00"}') > 0 AS created;
+SELECT columns, timestamp_column, headers_column, start_position FROM pipeline.kafka_sources WHERE name = 'raw';
 
 -- CSV by position
 CREATE TABLE sales (store integer, amount numeric, sold_at timestamptz);
 SELECT pipeline.create_kafka_source('sales', '127.0.0.1:9', 'sales', 'sales', 'csv',
     '{"columns": ["store", "amount", "sold_at"]}') > 0 AS created;
+-- CSV by header line: each field fills the column of its name, exact or case-insensitive
+SELECT pipeline.create_kafka_source('sales_by_header', '127.0.0.1:9', 'sales', 'sales', 'csv',
+    '{"header": "Sold_At, \"AMOUNT\" ,store"}') > 0 AS created;
+SELECT columns FROM pipeline.kafka_sources WHERE name = 'sales_by_header';
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'sales', 'sales', 'csv', '{"header": "store,price"}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'sales', 'sales', 'csv', '{"header": ["store"]}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'sales', 'sales', 'csv', '{"header": "store", "columns": ["store"]}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"header": "id"}');
 
 -- bad arguments
 SELECT pipeline.create_kafka_source('', '127.0.0.1:9', 'events', 'events');
@@ -60,6 +68,7 @@ SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'jso
 SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"tags": "tags"}}');
 SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}, "key_column": "p"}');
 SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}, "timestamp_column": "name"}');
+SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"columns": {"id": "id"}, "headers_column": "name"}');
 SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'jsonb', '{"payload_column": "name"}');
 SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'text', '{"payload_column": "id"}');
 SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'text');

@@ -113,7 +113,7 @@ PipelineLoadKafkaSource(int64 source_id)
 							  "columns, paths, key_column, partition_column, offset_column, "
 							  "timestamp_column, start_position, batch_size, "
 							  "max_batch_latency_ms, parallelism, on_error, enabled, "
-							  "COALESCE(max_error_rate, -1), partitions, store_rows "
+							  "COALESCE(max_error_rate, -1), partitions, store_rows, headers_column "
 							  "FROM pipeline.kafka_sources WHERE id OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read pipeline.kafka_sources");
@@ -145,6 +145,7 @@ PipelineLoadKafkaSource(int64 source_id)
 	def->enabled = DatumGetBool(GetDatum(tup, desc, 18, &isnull));
 	def->max_error_rate = DatumGetFloat8(GetDatum(tup, desc, 19, &isnull));
 	def->store_rows = DatumGetBool(GetDatum(tup, desc, 21, &isnull));
+	def->headers_column = TextOrNull(tup, desc, 22);
 	{
 		Datum		wanted = GetDatum(tup, desc, 20, &isnull);
 

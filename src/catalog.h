@@ -30,6 +30,7 @@ typedef struct KafkaSourceDef
 	char	   *partition_column;
 	char	   *offset_column;
 	char	   *timestamp_column;
+	char	   *headers_column;
 	char	   *start_position;
 	int			batch_size;
 	int			max_batch_latency_ms;

@@ -23,6 +23,7 @@
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/timestamp.h"
 
 #include "kafka_decode.h"
@@ -55,6 +56,7 @@ struct KafkaDecoder
 	bool		with_partition;
 	bool		with_offset;
 	bool		with_timestamp;
+	bool		with_headers;
 	FieldValue *values;			/* per column, for the message at hand */
 };
 
@@ -90,7 +92,7 @@ KafkaFormatFromName(const char *name)
 KafkaDecoder *
 KafkaDecoderCreate(KafkaFormat format, int ncolumns, char **paths,
 				   KafkaKeyKind key_kind, bool with_partition,
-				   bool with_offset, bool with_timestamp)
+				   bool with_offset, bool with_timestamp, bool with_headers)
 {
 	KafkaDecoder *decoder = palloc0(sizeof(KafkaDecoder));
 
@@ -100,6 +102,7 @@ KafkaDecoderCreate(KafkaFormat format, int ncolumns, char **paths,
 	decoder->with_partition = with_partition;
 	decoder->with_offset = with_offset;
 	decoder->with_timestamp = with_timestamp;
+	decoder->with_headers = with_headers;
 	decoder->values = palloc0(sizeof(FieldValue) * Max(ncolumns, 1));
 	decoder->paths = palloc0(sizeof(ColumnPath) * Max(ncolumns, 1));
 
@@ -340,6 +343,47 @@ AppendJsonFields(KafkaDecoder *decoder, StringInfo out)
 	}
 }
 
+/* Bytes as a JSON string: the text if valid, else \\x and hex digits */
+static void
+AppendJsonBytes(StringInfo out, const char *s, int len)
+{
+	if (pg_verify_mbstr(GetDatabaseEncoding(), s, len, true))
+	{
+		char	   *text = pnstrdup(s, len);
+
+		escape_json(out, text);
+		pfree(text);
+	}
+	else
+	{
+		appendStringInfoString(out, "\"\\\\x");
+		enlargeStringInfo(out, len * 2);
+		out->len += hex_encode(s, len, out->data + out->len);
+		appendStringInfoChar(out, '"');
+	}
+}
+
+/* Headers as a JSON object of name: value; jsonb keeps the last of a repeated name */
+static void
+AppendHeadersJson(StringInfo out, const KafkaMessage *msg)
+{
+	appendStringInfoChar(out, '{');
+	for (int i = 0; i < msg->nheaders; i++)
+	{
+		KafkaHeader *header = &msg->headers[i];
+
+		if (i > 0)
+			appendStringInfoString(out, ", ");
+		AppendJsonBytes(out, header->name, strlen(header->name));
+		appendStringInfoString(out, ": ");
+		if (header->value == NULL)
+			appendStringInfoString(out, "null");
+		else
+			AppendJsonBytes(out, header->value, header->value_len);
+	}
+	appendStringInfoChar(out, '}');
+}
+
 static void
 AppendMetadata(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out)
 {
@@ -395,6 +439,20 @@ AppendMetadata(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out)
 						 tm.tm_sec, (int) fsec);
 				AppendField(decoder, out, false, buf, strlen(buf));
 			}
+		}
+	}
+	if (decoder->with_headers)
+	{
+		if (msg->nheaders < 0)
+			AppendField(decoder, out, false, NULL, 0);
+		else
+		{
+			StringInfoData json;
+
+			initStringInfo(&json);
+			AppendHeadersJson(&json, msg);
+			AppendField(decoder, out, false, json.data, json.len);
+			pfree(json.data);
 		}
 	}
 	appendStringInfoChar(out, '\n');

@@ -28,6 +28,14 @@ typedef enum KafkaKeyKind
 
 typedef struct KafkaDecoder KafkaDecoder;
 
+/* One Kafka header: a name, and bytes or NULL */
+typedef struct KafkaHeader
+{
+	char	   *name;
+	char	   *value;
+	int			value_len;
+} KafkaHeader;
+
 /* One message, as copied out of librdkafka */
 typedef struct KafkaMessage
 {
@@ -38,11 +46,13 @@ typedef struct KafkaMessage
 	int			key_len;
 	char	   *payload;		/* NULL for a tombstone */
 	int			payload_len;
+	int			nheaders;		/* -1 if the message has no headers */
+	KafkaHeader *headers;
 } KafkaMessage;
 
 extern KafkaDecoder *KafkaDecoderCreate(KafkaFormat format, int ncolumns, char **paths,
 										KafkaKeyKind key_kind, bool with_partition,
-										bool with_offset, bool with_timestamp);
+										bool with_offset, bool with_timestamp, bool with_headers);
 extern bool KafkaDecode(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out,
 						char **error);
 extern KafkaFormat KafkaFormatFromName(const char *name);

@@ -498,6 +498,8 @@ PrepareDecoder(void)
 		copy_columns = lappend(copy_columns, makeString(source->offset_column));
 	if (source->timestamp_column)
 		copy_columns = lappend(copy_columns, makeString(source->timestamp_column));
+	if (source->headers_column)
+		copy_columns = lappend(copy_columns, makeString(source->headers_column));
 
 	/* the lines are in the database encoding, whatever the owner's client_encoding */
 	copy_options = list_make1(makeDefElem("encoding",
@@ -507,9 +509,36 @@ PrepareDecoder(void)
 
 	decoder = KafkaDecoderCreate(KafkaFormatFromName(source->format), source->ncolumns,
 								 source->paths, key_kind, source->partition_column != NULL,
-								 source->offset_column != NULL, source->timestamp_column != NULL);
+								 source->offset_column != NULL, source->timestamp_column != NULL,
+								 source->headers_column != NULL);
 	MemoryContextSwitchTo(old);
 	CommitTransactionCommand();
+}
+
+/* Copy a message's headers into the batch; nheaders is -1 if it has none */
+static void
+CopyHeaders(rd_kafka_message_t *rkm, KafkaMessage *msg)
+{
+	rd_kafka_headers_t *headers;
+	const char *name;
+	const void *value;
+	size_t		size;
+
+	msg->nheaders = -1;
+	msg->headers = NULL;
+	if (rd_kafka_message_headers(rkm, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	msg->nheaders = (int) rd_kafka_header_cnt(headers);
+	msg->headers = MemoryContextAlloc(batch_context, sizeof(KafkaHeader) * Max(msg->nheaders, 1));
+	for (int i = 0; i < msg->nheaders &&
+		 rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+	{
+		msg->headers[i].name = MemoryContextStrdup(batch_context, name);
+		msg->headers[i].value = value ? MemoryContextAlloc(batch_context, size + 1) : NULL;
+		msg->headers[i].value_len = (int) size;
+		if (value)
+			memcpy(msg->headers[i].value, value, size);
+	}
 }
 
 /* Copy a message out of librdkafka into the batch, and free it there */
@@ -539,6 +568,8 @@ AddToBatch(rd_kafka_message_t *rkm)
 		memcpy(msg->payload, rkm->payload, rkm->len);
 		msg->payload[rkm->len] = '\0';
 	}
+	if (source->headers_column)
+		CopyHeaders(rkm, msg);
 	rd_kafka_message_destroy(rkm);
 
 	/* offsets can have gaps (compaction, transaction markers) */

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/pg.sh
 . test/lib/broker.sh
 
-plan 21
+plan 23
 db=kafka_formats
 
 fresh_database $db
@@ -74,17 +74,29 @@ wait_for_sql 30 $db "SELECT count(*) >= 6 FROM sales"
 is "$(q $db "SELECT string_agg(store || '|' || amount || '|' || coalesce(note, 'NULL'), ';' ORDER BY store) FROM sales")" \
 	'1|10.5|plain;2|20|quoted, with comma;4|40|say "hi";5|50|NULL;7|70|two lines
 8,80,ok;9|90|last' "CSV records land field by field: quotes, empty fields and quoted line breaks"
+q $db "CREATE TABLE sales_by_name (amount numeric, \"Store\" integer, note text)"
+q $db "SELECT pipeline.create_kafka_source('sales_by_name', '$BROKER_BOOTSTRAP', 'cs', 'sales_by_name', 'csv',
+        '{\"header\": \"STORE,Amount,note\", \"max_batch_latency_ms\": 50}')" >/dev/null
+wait_for_sql 30 $db "SELECT count(*) >= 6 FROM sales_by_name"
+is "$(q $db "SELECT string_agg(\"Store\" || '|' || amount, ';' ORDER BY \"Store\") FROM sales_by_name")" \
+	'1|10.5;2|20;4|40;5|50;7|70;9|90' "CSV by header line: fields land in the columns of their names"
 is "$(q $db "SELECT string_agg(error, ' / ' ORDER BY \"offset\") FROM pipeline.kafka_dead_letters WHERE source_name = 'sales'")" \
 	'invalid input syntax for type numeric: "oops" (COPY sales, line 1, column amount: "oops") / CSV message is the end-of-data marker \. / CSV message ends inside a quoted field' \
 	"a bad value, the end-of-data marker and an open quote are dead letters, and stop nothing"
 
 # --- whole messages: jsonb validates, text takes anything in the database encoding
-q $db "CREATE TABLE raw_events (body jsonb)"
-q $db "SELECT pipeline.create_kafka_source('raw', '$BROKER_BOOTSTRAP', 'raw', 'raw_events', 'jsonb', '{\"max_batch_latency_ms\": 50}')" >/dev/null
+q $db "CREATE TABLE raw_events (body jsonb, h jsonb)"
+q $db "SELECT pipeline.create_kafka_source('raw', '$BROKER_BOOTSTRAP', 'raw', 'raw_events', 'jsonb',
+        '{\"headers_column\": \"h\", \"max_batch_latency_ms\": 50}')" >/dev/null
 printf '%s\n' '{"a": 1}' '[1, 2]' '{"a": ' '"just a string"' | kcat -b "$BROKER_BOOTSTRAP" -P -t raw
-wait_for_sql 30 $db "SELECT count(*) >= 3 FROM raw_events"
-is "$(q $db "SELECT string_agg(body::text, ' ' ORDER BY body::text) FROM raw_events")" '"just a string" [1, 2] {"a": 1}' \
+printf '%s\n' '{"with": "headers"}' | kcat -b "$BROKER_BOOTSTRAP" -P -t raw \
+	-H trace=abc-1 -H 'quote="x"	y' -H empty= -H "bin=$(printf 'a\377')" -H trace=abc-2
+wait_for_sql 30 $db "SELECT count(*) >= 4 FROM raw_events"
+is "$(q $db "SELECT string_agg(body::text, ' ' ORDER BY body::text) FROM raw_events")" '"just a string" [1, 2] {"a": 1} {"with": "headers"}' \
 	"jsonb keeps every valid JSON message whole"
+is "$(q $db "SELECT count(*) FILTER (WHERE h IS NULL) || ' ' || max(h::text) FROM raw_events")" \
+	'3 {"bin": "\\x61ff", "empty": "", "quote": "\"x\"\ty", "trace": "abc-2"}' \
+	"headers land as a JSON object (text, or \\x and hex when not text; the last of a repeated name), NULL when none"
 q $db "CREATE TABLE lines (line text)"
 q $db "SELECT pipeline.create_kafka_source('txt', '$BROKER_BOOTSTRAP', 'txt', 'lines', 'text', '{\"max_batch_latency_ms\": 50}')" >/dev/null
 printf '%s\n' 'GET /index.html 200' 'tab	and \backslash' | kcat -b "$BROKER_BOOTSTRAP" -P -t txt
@@ -132,7 +144,7 @@ is "$(q $db "SELECT string_agg(coalesce(i::text, '-'), ',' ORDER BY o) FROM flat
 	"the last of duplicate keys wins, and an empty object is a row of NULLs"
 
 # each source takes a background worker slot: free them
-for source in orders nested sales raw txt flat_typed flat_raw; do
+for source in orders nested sales sales_by_name raw txt flat_typed flat_raw; do
 	q $db "SELECT pipeline.drop_kafka_source('$source')" >/dev/null
 done
 
