@@ -129,6 +129,9 @@ CREATE TABLE pipeline.kafka_offsets (
     next_offset bigint NOT NULL,
     high_watermark bigint,
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- read in the minute before updated_at, for kafka_status
+    messages_last_minute bigint NOT NULL DEFAULT 0,
+    bytes_last_minute bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (source_id, partition)
 );
 COMMENT ON TABLE pipeline.kafka_offsets IS
@@ -574,6 +577,57 @@ COMMENT ON FUNCTION pipeline.create_kafka_source(text, text, text, regclass, tex
 REVOKE ALL ON FUNCTION pipeline.create_kafka_source(text, text, text, regclass, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline.create_kafka_source(text, text, text, regclass, text, jsonb) TO PUBLIC;
 
+CREATE FUNCTION pipeline.create_target_table(
+    name text,
+    columns text,
+    search_path text DEFAULT pg_catalog.current_setting('search_path'))
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parts text[];
+    qualified text;
+    created regclass;
+BEGIN
+    IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'table name must not be empty',
+            HINT = 'Give the table a name, for example ''clicks'' or ''analytics.clicks''.';
+    END IF;
+    BEGIN
+        parts := pg_catalog.parse_ident(name);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        parts := NULL;
+    END;
+    IF parts IS NULL OR pg_catalog.cardinality(parts) OPERATOR(pg_catalog.>) 2 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_name',
+            MESSAGE = pg_catalog.format('invalid table name "%s"', name),
+            HINT = 'Give a table name, optionally with its schema: clicks, analytics.clicks or "Click Log".';
+    END IF;
+    -- one CREATE TABLE statement: a semicolon could end it and start another
+    IF columns IS NULL OR pg_catalog.btrim(columns) OPERATOR(pg_catalog.=) ''
+       OR pg_catalog.strpos(columns, ';') OPERATOR(pg_catalog.>) 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'columns must be a column list without semicolons',
+            HINT = 'Write the columns as in CREATE TABLE, for example ''user_id bigint, url text, seen_at timestamptz''.';
+    END IF;
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(p), '.') INTO qualified
+      FROM pg_catalog.unnest(parts) p;
+
+    -- names in the column list (types, defaults) resolve as the caller would resolve them
+    PERFORM pg_catalog.set_config('search_path', search_path, true);
+    EXECUTE pg_catalog.format('CREATE TABLE %s (%s)', qualified, columns);
+    created := pg_catalog.to_regclass(qualified);
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    RETURN created;
+END
+$$;
+COMMENT ON FUNCTION pipeline.create_target_table(text, text, text) IS
+    'creates a table from a column list (as in CREATE TABLE) in the caller''s schema, owned by the caller, and returns it: a target for create_kafka_source';
+REVOKE ALL ON FUNCTION pipeline.create_target_table(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.create_target_table(text, text, text) TO PUBLIC;
+
 CREATE FUNCTION pipeline.drop_kafka_source(name text)
 RETURNS void
 LANGUAGE plpgsql
@@ -709,6 +763,13 @@ SELECT s.name AS source,
        o.high_watermark,
        GREATEST(o.high_watermark OPERATOR(pg_catalog.-) o.next_offset, 0) AS lag,
        o.updated_at AS committed_at,
+       -- a partition with no commit in the last minute read nothing in it
+       CASE WHEN o.updated_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) '1 minute'::interval)
+            THEN pg_catalog.round(o.messages_last_minute OPERATOR(pg_catalog./) 60.0, 1)
+            WHEN o.partition IS NOT NULL THEN 0 END AS messages_per_second,
+       CASE WHEN o.updated_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) '1 minute'::interval)
+            THEN pg_catalog.round(o.bytes_last_minute OPERATOR(pg_catalog./) 60.0, 1)
+            WHEN o.partition IS NOT NULL THEN 0 END AS bytes_per_second,
        pg_catalog.round(w.messages_per_second::numeric, 1) AS worker_messages_per_second,
        pg_catalog.round(w.bytes_per_second::numeric, 1) AS worker_bytes_per_second,
        COALESCE(s.paused_reason, s.last_error) AS last_error,

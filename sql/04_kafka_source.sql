@@ -46,6 +46,20 @@ SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'sales', 'sales', 'csv',
 SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'sales', 'sales', 'csv', '{"header": "store", "columns": ["store"]}');
 SELECT pipeline.create_kafka_source('x', '127.0.0.1:9', 'events', 'events', 'json', '{"header": "id"}');
 
+-- a target table created from a column list, in the same call
+SELECT pipeline.create_kafka_source('clicks', '127.0.0.1:9', 'clicks',
+    pipeline.create_target_table('clicks', 'user_id bigint NOT NULL, url text, seen_at timestamptz'),
+    'json', '{"timestamp_column": "seen_at"}') > 0 AS created;
+SELECT target, columns, timestamp_column FROM pipeline.kafka_sources WHERE name = 'clicks';
+SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute
+ WHERE attrelid = 'clicks'::regclass AND attnum > 0 ORDER BY attnum;
+SELECT pipeline.create_target_table('"Click Log"', 'id integer') AS created;
+SELECT pipeline.create_target_table('clicks', 'id integer');
+SELECT pipeline.create_target_table('a.b.c', 'id integer');
+SELECT pipeline.create_target_table('', 'id integer');
+SELECT pipeline.create_target_table('other', 'id integer); DROP TABLE events; CREATE TABLE z (b int');
+SELECT pipeline.create_target_table('other', 'id no_such_type');
+
 -- bad arguments
 SELECT pipeline.create_kafka_source('', '127.0.0.1:9', 'events', 'events');
 SELECT pipeline.create_kafka_source('x', 'localhost', 'events', 'events');

@@ -247,30 +247,36 @@ PipelineInitKafkaOffset(int64 source_id, int32 partition, int64 next_offset)
  */
 void
 PipelineAdvanceKafkaOffsets(KafkaSourceDef *source, int n, const int32 *partitions,
-							const int64 *expected, const int64 *next, const int64 *high)
+							const int64 *expected, const int64 *next, const int64 *high,
+							const int64 *minute_messages, const int64 *minute_bytes)
 {
 	static SPIPlanPtr plan = NULL;
 	Datum	   *parts = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *exp = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *nxt = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *hw = palloc(sizeof(Datum) * Max(n, 1));
-	Datum		args[5];
+	Datum	   *msgs = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *bytes = palloc(sizeof(Datum) * Max(n, 1));
+	Datum		args[7];
 
 	if (n == 0)
 		return;
 	if (plan == NULL)
 	{
-		Oid			argtypes[5] = {INT8OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+		Oid			argtypes[7] = {INT8OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+		INT8ARRAYOID, INT8ARRAYOID};
 
 		plan = SPI_prepare("UPDATE pipeline.kafka_offsets o "
 						   "SET next_offset = v.next, updated_at = pg_catalog.now(), "
-						   "high_watermark = CASE WHEN v.high OPERATOR(pg_catalog.>=) 0 THEN v.high END "
+						   "high_watermark = CASE WHEN v.high OPERATOR(pg_catalog.>=) 0 THEN v.high END, "
+						   "messages_last_minute = v.msgs, bytes_last_minute = v.bytes "
 						   "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), "
-						   "pg_catalog.unnest($5)) AS v(part, expected, next, high) "
+						   "pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7)) "
+						   "AS v(part, expected, next, high, msgs, bytes) "
 						   "WHERE o.source_id OPERATOR(pg_catalog.=) $1 "
 						   "AND o.partition OPERATOR(pg_catalog.=) v.part "
 						   "AND o.next_offset OPERATOR(pg_catalog.=) v.expected",
-						   5, argtypes);
+						   7, argtypes);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			elog(ERROR, "could not prepare the offset update: %s", SPI_result_code_string(SPI_result));
 	}
@@ -280,12 +286,16 @@ PipelineAdvanceKafkaOffsets(KafkaSourceDef *source, int n, const int32 *partitio
 		exp[i] = Int64GetDatum(expected[i]);
 		nxt[i] = Int64GetDatum(next[i]);
 		hw[i] = Int64GetDatum(high[i]);
+		msgs[i] = Int64GetDatum(minute_messages[i]);
+		bytes[i] = Int64GetDatum(minute_bytes[i]);
 	}
 	args[0] = Int64GetDatum(source->id);
 	args[1] = PointerGetDatum(construct_array(parts, n, INT4OID, 4, true, TYPALIGN_INT));
 	args[2] = PointerGetDatum(construct_array(exp, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[3] = PointerGetDatum(construct_array(nxt, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[4] = PointerGetDatum(construct_array(hw, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[5] = PointerGetDatum(construct_array(msgs, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[6] = PointerGetDatum(construct_array(bytes, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not write pipeline.kafka_offsets");

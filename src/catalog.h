@@ -63,7 +63,8 @@ extern bool PipelineLoadKafkaOffset(int64 source_id, int32 partition, int64 *nex
 extern void PipelineInitKafkaOffset(int64 source_id, int32 partition, int64 next_offset);
 extern void PipelineAdvanceKafkaOffsets(KafkaSourceDef *source, int n, const int32 *partitions,
 										const int64 *expected, const int64 *next,
-										const int64 *high);
+										const int64 *high, const int64 *minute_messages,
+										const int64 *minute_bytes);
 extern void PipelineInsertDeadLetter(KafkaSourceDef *source, int32 partition, int64 offset,
 									 const char *key, int key_len,
 									 const char *payload, int payload_len,

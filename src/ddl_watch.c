@@ -21,6 +21,7 @@
 #include "access/xact.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
@@ -124,6 +125,29 @@ DatabaseNeededAlone(Node *parsetree)
 	return dboid;
 }
 
+/*
+ * DROP EXTENSION pg_pipeline by its owner: the database's supervisor and
+ * workers stop while it runs.  It locks the extension's tables one by one,
+ * and a supervisor or worker transaction touching two of them in another
+ * order would deadlock with it.
+ */
+static Oid
+DatabaseDroppingExtension(Node *parsetree)
+{
+	DropStmt   *stmt;
+	Oid			extension;
+
+	if (!IsA(parsetree, DropStmt))
+		return InvalidOid;
+	stmt = (DropStmt *) parsetree;
+	if (stmt->removeType != OBJECT_EXTENSION || !NamesOurExtension(stmt->objects))
+		return InvalidOid;
+	extension = get_extension_oid(PIPELINE_EXTENSION_NAME, true);
+	if (!OidIsValid(extension) || !pg_extension_ownercheck(extension, GetUserId()))
+		return InvalidOid;
+	return MyDatabaseId;
+}
+
 static void
 NoteExtensionDdl(Node *parsetree)
 {
@@ -181,6 +205,9 @@ PipelineProcessUtility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 	volatile Oid needed_alone = DatabaseNeededAlone(parsetree);
+
+	if (!OidIsValid(needed_alone))
+		needed_alone = DatabaseDroppingExtension(parsetree);
 
 	NoteExtensionDdl(parsetree);
 

@@ -83,6 +83,12 @@ typedef struct PartitionState
 	int64		committed;		/* next offset, as committed */
 	int64		batch_next;		/* next offset after this batch's messages */
 	bool		in_batch;
+	int64		batch_messages;
+	int64		batch_bytes;
+	/* committed messages and bytes per second of the last minute, by second % 60 */
+	int64		rate_second[RATE_WINDOW_SECONDS];
+	int64		rate_messages[RATE_WINDOW_SECONDS];
+	int64		rate_bytes[RATE_WINDOW_SECONDS];
 } PartitionState;
 
 /* A message that could not be stored, and why */
@@ -575,6 +581,8 @@ AddToBatch(rd_kafka_message_t *rkm)
 	/* offsets can have gaps (compaction, transaction markers) */
 	ps->batch_next = msg->offset + 1;
 	ps->in_batch = true;
+	ps->batch_messages++;
+	ps->batch_bytes += msg->payload_len + msg->key_len;
 	stats.bytes += msg->payload_len + msg->key_len;
 	batch_count++;
 }
@@ -877,6 +885,9 @@ StoreBatch(void)
 		int64	   *expected = palloc(sizeof(int64) * npartitions);
 		int64	   *next = palloc(sizeof(int64) * npartitions);
 		int64	   *high = palloc(sizeof(int64) * npartitions);
+		int64	   *minute_messages = palloc(sizeof(int64) * npartitions);
+		int64	   *minute_bytes = palloc(sizeof(int64) * npartitions);
+		int64		now = (int64) (GetCurrentTimestamp() / USECS_PER_SEC);
 		int			n = 0;
 
 		for (int i = 0; i < npartitions; i++)
@@ -892,9 +903,21 @@ StoreBatch(void)
 			high[n] = -1;
 			(void) rd_kafka_get_watermark_offsets(consumer, source->topic, ps->partition,
 												  &low, &high[n]);
+			/* this batch counts only once it commits: a retried batch is not counted twice */
+			minute_messages[n] = ps->batch_messages;
+			minute_bytes[n] = ps->batch_bytes;
+			for (int s = 0; s < RATE_WINDOW_SECONDS; s++)
+			{
+				if (ps->rate_second[s] > now - RATE_WINDOW_SECONDS)
+				{
+					minute_messages[n] += ps->rate_messages[s];
+					minute_bytes[n] += ps->rate_bytes[s];
+				}
+			}
 			n++;
 		}
-		PipelineAdvanceKafkaOffsets(source, n, parts, expected, next, high);
+		PipelineAdvanceKafkaOffsets(source, n, parts, expected, next, high,
+									minute_messages, minute_bytes);
 	}
 	if (!failures_reset)
 		PipelineResetSourceFailures(source->id);
@@ -903,9 +926,26 @@ StoreBatch(void)
 
 	for (int i = 0; i < npartitions; i++)
 	{
-		if (partitions[i].in_batch)
-			partitions[i].committed = partitions[i].batch_next;
-		partitions[i].in_batch = false;
+		PartitionState *ps = &partitions[i];
+
+		if (ps->in_batch)
+		{
+			int64		now = (int64) (GetCurrentTimestamp() / USECS_PER_SEC);
+			int			slot = now % RATE_WINDOW_SECONDS;
+
+			ps->committed = ps->batch_next;
+			if (ps->rate_second[slot] != now)
+			{
+				ps->rate_second[slot] = now;
+				ps->rate_messages[slot] = 0;
+				ps->rate_bytes[slot] = 0;
+			}
+			ps->rate_messages[slot] += ps->batch_messages;
+			ps->rate_bytes[slot] += ps->batch_bytes;
+		}
+		ps->in_batch = false;
+		ps->batch_messages = 0;
+		ps->batch_bytes = 0;
 	}
 	failures_reset = true;
 }

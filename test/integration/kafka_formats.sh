@@ -6,7 +6,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/pg.sh
 . test/lib/broker.sh
 
-plan 23
+plan 24
 db=kafka_formats
 
 fresh_database $db
@@ -45,6 +45,11 @@ is "$(q $db "SELECT count(*) || ' ' || count(DISTINCT (p, o)) FROM (SELECT p, o 
 	"rows and dead letters account for every (partition, offset) once"
 is "$(q $db "SELECT sum(committed_offset) FROM pipeline.kafka_status WHERE source = 'orders'")" 10000 \
 	"and the committed offsets moved past all of them"
+is "$(q $db "SELECT sum(o.messages_last_minute) || ' ' || bool_and(k.messages_per_second > 0 AND k.bytes_per_second > 0)
+             FROM pipeline.kafka_offsets o JOIN pipeline.kafka_sources s ON s.id = o.source_id
+             JOIN pipeline.kafka_status k ON k.source = s.name AND k.partition = o.partition
+             WHERE s.name = 'orders'")" "10000 true" \
+	"kafka_status has each partition's messages and bytes per second over the last minute"
 is "$(q $db "SELECT count(*) FROM orders WHERE k = 'k' || id AND city = 'Lyon' AND customer = 'c' || id
              AND ts > now() - interval '1 hour' AND p BETWEEN 0 AND 2")" 9900 \
 	"nested paths, key, partition, offset and timestamp columns are filled"
