@@ -814,8 +814,13 @@ CREATE TABLE pipeline.aggregates (
     window_pane text,
     window_size interval,
     rollup_of bigint,   -- a rollup: its aggregate (no foreign key: it would make dumps circular)
+    -- streamed rows whose time key is older than the latest one minus allowed_lateness go to late_table
+    time_key text,
+    allowed_lateness interval,
+    late_table regclass,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    CHECK ((window_pane IS NULL) OPERATOR(pg_catalog.=) (window_size IS NULL))
+    CHECK ((window_pane IS NULL) OPERATOR(pg_catalog.=) (window_size IS NULL)),
+    CHECK ((allowed_lateness IS NULL) OPERATOR(pg_catalog.=) (late_table IS NULL))
 );
 COMMENT ON TABLE pipeline.aggregates IS
     'continuous aggregates: the query as given, and its keys, aggregates and filter as they are folded; change them with the pipeline.*aggregate functions';
@@ -991,6 +996,11 @@ DECLARE
     window_pane text;
     window_size interval;
     window_columns text := '';
+    allowed_lateness interval;
+    time_key text;
+    time_key_type text;
+    late_table text;
+    i_count bigint;
 BEGIN
     IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -1002,7 +1012,7 @@ BEGIN
             MESSAGE = 'the query of an aggregate must not be null',
             HINT = 'Write SELECT keys, aggregates FROM table GROUP BY keys.';
     END IF;
-    PERFORM pipeline.check_kafka_settings(options, ARRAY['output', 'window']);
+    PERFORM pipeline.check_kafka_settings(options, ARRAY['output', 'window', 'allowed_lateness', 'time_key']);
     IF EXISTS (SELECT FROM pipeline.aggregates a WHERE a.name OPERATOR(pg_catalog.=) create_aggregate.name) THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
             MESSAGE = pg_catalog.format('aggregate "%s" already exists', name),
@@ -1038,6 +1048,39 @@ BEGIN
                 HINT = 'Give a positive interval, for example ''5 minutes''.';
         END IF;
     END IF;
+    IF options ? 'time_key' AND NOT options ? 'allowed_lateness' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'option "time_key" goes with option "allowed_lateness"',
+            HINT = 'For example ''{"allowed_lateness": "10 minutes", "time_key": "minute"}''.';
+    END IF;
+    IF options ? 'allowed_lateness' THEN
+        BEGIN
+            allowed_lateness := (options->>'allowed_lateness')::interval;
+        EXCEPTION WHEN OTHERS THEN
+            allowed_lateness := NULL;
+        END;
+        IF allowed_lateness IS NULL OR allowed_lateness OPERATOR(pg_catalog.<) '0'::interval THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('invalid allowed_lateness "%s"', options->>'allowed_lateness'),
+                HINT = 'Give an interval of zero or more, for example ''10 minutes''.';
+        END IF;
+        -- the time key: named, or else the query's only time key
+        SELECT pg_catalog.min(c.n), pg_catalog.min(c.t), pg_catalog.count(*)
+          INTO time_key, time_key_type, i_count
+          FROM ROWS FROM (pg_catalog.unnest(d.column_names), pg_catalog.unnest(d.column_kinds),
+                          pg_catalog.unnest(d.column_types)) AS c(n, k, t)
+         WHERE c.k OPERATOR(pg_catalog.=) 'key'
+           AND c.t OPERATOR(pg_catalog.=) ANY (ARRAY['timestamp with time zone', 'timestamp without time zone', 'date'])
+           AND (NOT options ? 'time_key' OR c.n OPERATOR(pg_catalog.=) (options->>'time_key'));
+        IF i_count OPERATOR(pg_catalog.<>) 1 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = CASE WHEN options ? 'time_key'
+                               THEN pg_catalog.format('time_key "%s" is not a time key of the query', options->>'time_key')
+                               WHEN i_count OPERATOR(pg_catalog.=) 0 THEN 'allowed_lateness needs a time key in the query'
+                               ELSE 'the query has several time keys' END,
+                HINT = 'Group by a time bucket such as date_trunc(''minute'', ts) AS minute, and name it with the option time_key if there are several.';
+        END IF;
+    END IF;
     IF NOT pg_catalog.has_table_privilege(d.source, 'TRIGGER') THEN
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
             MESSAGE = pg_catalog.format('permission denied to watch table %s', d.source::regclass),
@@ -1057,14 +1100,26 @@ BEGIN
     END LOOP;
     PERFORM pipeline.create_aggregate_tables(name, output_table, state_table, d.column_names,
         d.column_kinds, d.column_types, d.state_types);
+    IF allowed_lateness IS NOT NULL THEN
+        -- the latest time key is read from the states at each batch
+        EXECUTE pg_catalog.format('CREATE INDEX ON %s (%I)', state_table, time_key);
+        late_table := pg_catalog.quote_ident(output_parts[1]) OPERATOR(pg_catalog.||) '.'
+            OPERATOR(pg_catalog.||) pg_catalog.quote_ident(output_parts[2] OPERATOR(pg_catalog.||) '_late');
+        EXECUTE pg_catalog.format('CREATE TABLE %s (late_at timestamptz NOT NULL DEFAULT pg_catalog.now(), %I %s, event jsonb NOT NULL)',
+            late_table, time_key, time_key_type);
+        EXECUTE pg_catalog.format('COMMENT ON TABLE %s IS %L', late_table,
+            pg_catalog.format('events that came later than allowed_lateness %s for aggregate %s', allowed_lateness, name));
+    END IF;
 
     INSERT INTO pipeline.aggregates (name, query, source, output, state_table, column_names,
-        column_exprs, key_columns, where_clause, search_path, window_pane, window_size)
+        column_exprs, key_columns, where_clause, search_path, window_pane, window_size,
+        time_key, allowed_lateness, late_table)
     VALUES (name, query, d.source, output_table::regclass, state_table::regclass, d.column_names,
         d.column_exprs,
         (SELECT pg_catalog.array_agg(k OPERATOR(pg_catalog.=) 'key' ORDER BY n)
            FROM pg_catalog.unnest(d.column_kinds) WITH ORDINALITY AS t(k, n)),
-        d.where_clause, d.internal_search_path, window_pane, window_size)
+        d.where_clause, d.internal_search_path, window_pane, window_size,
+        time_key, allowed_lateness, late_table::regclass)
     RETURNING id INTO new_id;
 
     -- a sliding window is read from the panes: <output>_window(end) and the view <output>_live
@@ -1255,6 +1310,10 @@ BEGIN
             (SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname OPERATOR(pg_catalog.||) '_window')
                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
               WHERE c.oid OPERATOR(pg_catalog.=) a.output));
+    END IF;
+    IF a.late_table IS NOT NULL AND NOT keep_output
+       AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.late_table) THEN
+        EXECUTE pg_catalog.format('DROP TABLE %s', a.late_table);
     END IF;
     IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.state_table) THEN
         EXECUTE pg_catalog.format('DROP TABLE %s', a.state_table);

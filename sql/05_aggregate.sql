@@ -173,6 +173,27 @@ SELECT pipeline.drop_aggregate('hits_per_page');
 SELECT pipeline.drop_aggregate('page_load');
 SELECT to_regclass('page_load_live') IS NULL AS view_dropped, to_regprocedure('page_load_window(timestamptz)') IS NULL AS function_dropped;
 
+-- allowed lateness: streamed rows older than the latest time key minus it go to <output>_late
+-- (rows inserted into a table always merge: see test/integration/aggregate_lateness.sh)
+SELECT pipeline.create_aggregate('hits_per_minute', $$
+    SELECT page, date_trunc('minute', ts) AS minute, count(*) AS views FROM hits GROUP BY 1, 2$$,
+    '{"allowed_lateness": "5 minutes"}');
+SELECT time_key, allowed_lateness, late_table FROM pipeline.aggregates WHERE name = 'hits_per_minute';
+SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+ WHERE attrelid = 'hits_per_minute_late'::regclass AND attnum > 0 ORDER BY attnum;
+SELECT pipeline.create_aggregate('w', $$SELECT page, count(*) AS n FROM hits GROUP BY 1$$,
+    '{"allowed_lateness": "5 minutes"}');
+SELECT pipeline.create_aggregate('w', $$SELECT date_trunc('hour', ts) AS hour, date_trunc('minute', ts) AS minute, count(*) AS n FROM hits GROUP BY 1, 2$$,
+    '{"allowed_lateness": "5 minutes"}');
+SELECT pipeline.create_aggregate('w', $$SELECT page, date_trunc('minute', ts) AS minute, count(*) AS n FROM hits GROUP BY 1, 2$$,
+    '{"allowed_lateness": "5 minutes", "time_key": "page"}');
+SELECT pipeline.create_aggregate('w', $$SELECT page, date_trunc('minute', ts) AS minute, count(*) AS n FROM hits GROUP BY 1, 2$$,
+    '{"allowed_lateness": "a while"}');
+SELECT pipeline.create_aggregate('w', $$SELECT page, date_trunc('minute', ts) AS minute, count(*) AS n FROM hits GROUP BY 1, 2$$,
+    '{"time_key": "minute"}');
+SELECT pipeline.drop_aggregate('hits_per_minute');
+SELECT to_regclass('hits_per_minute_late') IS NULL AS late_table_dropped;
+
 -- rollups combine an aggregate's states (hourly -> daily), never its finished values
 CREATE TABLE ticks (store_id integer, amount numeric(10,2), price double precision, ts timestamptz);
 INSERT INTO ticks SELECT i % 4, i * 0.5, i / 3.0, '2026-11-01 00:00+00'::timestamptz + i * interval '37 minutes'

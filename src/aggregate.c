@@ -130,6 +130,10 @@ typedef struct AggregateDef
 	char	   *window_pane;	/* sliding window: its pane key, or NULL */
 	char	   *window_size;	/* and its length, an interval */
 	int64		rollup_of;		/* a rollup: the aggregate whose states it combines, or 0 */
+	char	   *time_key;		/* with allowed_lateness: the key whose age is judged */
+	char	   *allowed_lateness;	/* an interval, or NULL */
+	Oid			late_table;		/* where streamed rows later than that go */
+	char	   *late_filter;	/* while folding a stream: keeps the rows in time */
 } AggregateDef;
 
 /* ---------------------------------------------------------------------
@@ -599,7 +603,8 @@ LoadAggregate(int64 id)
 
 	if (SPI_execute_with_args("SELECT owner::oid, source::oid, output::oid, state_table::oid, "
 							  "column_names, column_exprs, key_columns, where_clause, search_path, "
-							  "window_pane, window_size, COALESCE(rollup_of, 0) "
+							  "window_pane, window_size, COALESCE(rollup_of, 0), time_key, "
+							  "allowed_lateness, COALESCE(late_table, 0) "
 							  "FROM pipeline.aggregates WHERE id OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read pipeline.aggregates");
@@ -629,6 +634,9 @@ LoadAggregate(int64 id)
 	def->window_pane = SPI_getvalue(tup, desc, 10);
 	def->window_size = SPI_getvalue(tup, desc, 11);
 	def->rollup_of = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
+	def->time_key = SPI_getvalue(tup, desc, 13);
+	def->allowed_lateness = SPI_getvalue(tup, desc, 14);
+	def->late_table = DatumGetObjectId(SPI_getbinval(tup, desc, 15, &isnull));
 	return def;
 }
 
@@ -726,6 +734,8 @@ PartialQuery(AggregateDef *def, const char *from, bool only_touched)
 		appendStringInfo(&sql, "%s AS %s, ", def->exprs[i], quote_identifier(def->names[i]));
 	appendStringInfo(&sql, "pg_catalog.count(*) AS __rows FROM %s src WHERE %s", from,
 					 def->where_clause ? def->where_clause : "true");
+	if (def->late_filter)
+		appendStringInfo(&sql, " AND %s", def->late_filter);
 	if (only_touched)
 	{
 		appendStringInfoString(&sql, " AND EXISTS (SELECT FROM pipeline_touched t WHERE true");
@@ -1348,6 +1358,39 @@ WithoutRecomputedGroups(AggregateDef *def, CommandId query_cid, Tuplestorestate 
 	return kept;
 }
 
+/*
+ * Streamed rows whose time key is older than allowed_lateness before the
+ * latest time key in the states go to the late table; the fold then skips
+ * them.  The states change only after both have read them, so the two agree.
+ */
+static void
+DivertLateRows(AggregateDef *def, Tuplestorestate *rows, TupleDesc rows_desc)
+{
+	const char *key_expr = NULL;
+	char	   *late;
+
+	for (int i = 0; i < def->ncolumns; i++)
+	{
+		if (def->is_key[i] && strcmp(def->names[i], def->time_key) == 0)
+			key_expr = def->exprs[i];
+	}
+	if (key_expr == NULL)
+		elog(ERROR, "time key \"%s\" of aggregate " INT64_FORMAT " is not among its keys",
+			 def->time_key, def->id);
+	late = psprintf("COALESCE((%s) OPERATOR(pg_catalog.<) (SELECT pg_catalog.max(s.%s) "
+					"OPERATOR(pg_catalog.-) %s::pg_catalog.interval FROM %s s), false)",
+					key_expr, quote_identifier(def->time_key),
+					quote_literal_cstr(def->allowed_lateness), QualifiedName(def->state));
+	SPI_register_relation(MakeEnr("pipeline_batch", rows, InvalidOid, rows_desc));
+	Execute(psprintf("INSERT INTO %s (%s, event) SELECT %s, pg_catalog.to_jsonb(src) "
+					 "FROM pipeline_batch src WHERE (%s) AND %s",
+					 QualifiedName(def->late_table), quote_identifier(def->time_key), key_expr,
+					 def->where_clause ? def->where_clause : "true", late),
+			SPI_OK_INSERT);
+	SPI_unregister_relation("pipeline_batch");
+	def->late_filter = psprintf("NOT %s", late);
+}
+
 /* Fold new rows (or, with rows NULL, the whole source) into the aggregate */
 static void
 Fold(AggregateDef *def, Tuplestorestate *rows, TupleDesc rows_desc, CommandId query_cid)
@@ -1469,6 +1512,8 @@ FoldAsOwner(int64 id, Oid owner, FoldKind kind, Oid table, TriggerData *trigdata
 			Fold(def, trigdata->tg_newtable, NULL, query_cid);
 			break;
 		case FOLD_ROWS:
+			if (OidIsValid(def->late_table))
+				DivertLateRows(def, rows, rows_desc);
 			Fold(def, rows, rows_desc, InvalidCommandId);
 			break;
 		case FOLD_UPDATE:
