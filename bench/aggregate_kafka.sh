@@ -8,6 +8,9 @@
 # Each is exactly-once: rows, states and offsets commit together.
 #
 #   bash bench/aggregate_kafka.sh [MESSAGES]     (default 1000000)
+#   BATCH=n: the sources' batch_size (default 100000: a fold costs per batch
+#   about one update per touched group, so larger batches amortize it)
+#   PERF_OUT=file: record the folding worker (1) with perf
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,13 +24,14 @@ if [ -z "${PG_CLUSTER_CONF_ROOT:-}" ]; then
 fi
 
 N=${1:-1000000}
+BATCH=${BATCH:-100000}
 PARTITIONS=64 # the test broker keeps ~5 MiB per partition: stay well below
 . test/lib/pg.sh
 . test/lib/broker.sh
 
 . bench/lib.sh
 
-echo "aggregate_kafka: $N messages, $PARTITIONS partitions, 1 worker per source, $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo "aggregate_kafka: batch_size $BATCH, $N messages, $PARTITIONS partitions, 1 worker per source, $(nproc) cores, $(date -u +%Y-%m-%d)"
 broker_start -n 1 "events:$PARTITIONS"
 q "CREATE DATABASE bench" >/dev/null
 q bench "CREATE EXTENSION pg_pipeline"
@@ -53,12 +57,18 @@ run() {
 	local t0 t1
 	t0=$(now)
 	q bench "SELECT pipeline.create_kafka_source('$1', '$BROKER_BOOTSTRAP', 'events', '$1', 'json',
-	          '{\"batch_size\": 10000, \"max_batch_latency_ms\": 200 $2}')" >/dev/null
+	          '{\"batch_size\": $BATCH, \"max_batch_latency_ms\": 200 $2}')" >/dev/null
+	if [ -n "${PERF_OUT:-}" ] && [ "$1" = folded ]; then # PERF_OUT=file: profile the folding worker
+		until pid=$(poll "SELECT coalesce(max(pid), 0) FROM pg_stat_activity WHERE backend_type = 'pg_pipeline kafka source'") && [ "$pid" != 0 ]; do sleep 0.01; done
+		perf record -F 999 -g -o "$PERF_OUT" -p "$pid" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
 	until [ "$(poll "SELECT coalesce(sum(o.next_offset), 0) >= $N FROM pipeline.kafka_offsets o
 	                 JOIN pipeline.kafka_sources s ON s.id = o.source_id WHERE s.name = '$1'")" = t ]; do
 		sleep 0.05
 	done
 	t1=$(now)
+	[ -z "${perf_pid:-}" ] || { kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=; }
 	q bench "SELECT pipeline.pause_kafka_source('$1')" >/dev/null
 	rate "$N" "$t0" "$t1"
 }
