@@ -1969,3 +1969,569 @@ COMMENT ON VIEW pipeline.job_status IS
     'one row per job: its schedule, next run, and its latest run''s state, times and error';
 REVOKE ALL ON pipeline.job_status FROM PUBLIC;
 GRANT SELECT ON pipeline.job_status TO PUBLIC;
+
+-- Table sources
+--
+-- A table source imports rows from any relation (foreign tables included)
+-- into a target table, in batches.  Each batch's rows, its rejected rows and
+-- the new watermark commit together, so a crash between batches neither
+-- loses nor doubles a row: the next run resumes at the watermark.
+
+CREATE SEQUENCE pipeline.table_source_id_seq;
+CREATE SEQUENCE pipeline.table_source_run_id_seq;
+CREATE SEQUENCE pipeline.table_dead_letter_id_seq;
+
+CREATE TABLE pipeline.table_sources (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.table_source_id_seq'),
+    name text NOT NULL UNIQUE,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    source regclass NOT NULL,
+    target regclass NOT NULL,
+    mode text NOT NULL,
+    watermark_column text,
+    watermark_type text,
+    key_columns text[],
+    lookback interval NOT NULL DEFAULT '0',
+    columns text[] NOT NULL,
+    expressions text[] NOT NULL,    -- per column, SQL over the source row "src"
+    filter text,                    -- SQL over "src": rows where it is not true are rejected
+    search_path text NOT NULL,      -- for the expressions and the filter
+    batch_size integer NOT NULL DEFAULT 50000,
+    watermark text,                 -- the last imported watermark value, as text
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK (mode OPERATOR(pg_catalog.=) ANY (ARRAY['full', 'append', 'upsert'])),
+    CHECK ((mode OPERATOR(pg_catalog.=) 'full') OPERATOR(pg_catalog.=) (watermark_column IS NULL)),
+    CHECK ((mode OPERATOR(pg_catalog.=) 'upsert') OPERATOR(pg_catalog.=) (key_columns IS NOT NULL)),
+    CHECK (batch_size BETWEEN 1 AND 10000000),
+    CHECK (pg_catalog.cardinality(columns) OPERATOR(pg_catalog.=) pg_catalog.cardinality(expressions))
+);
+COMMENT ON TABLE pipeline.table_sources IS
+    'table sources: which relation is imported into which table, how, and up to which watermark';
+
+CREATE TABLE pipeline.table_source_runs (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.table_source_run_id_seq'),
+    source_id bigint NOT NULL REFERENCES pipeline.table_sources (id) ON DELETE CASCADE,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    state text NOT NULL DEFAULT 'running',
+    started_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    finished_at timestamptz,
+    batches integer NOT NULL DEFAULT 0,
+    rows_imported bigint NOT NULL DEFAULT 0,
+    rows_rejected bigint NOT NULL DEFAULT 0,
+    watermark_from text,
+    watermark_to text,
+    error text,
+    CHECK (state OPERATOR(pg_catalog.=) ANY (ARRAY['running', 'succeeded', 'failed']))
+);
+CREATE INDEX ON pipeline.table_source_runs (source_id, id);
+COMMENT ON TABLE pipeline.table_source_runs IS
+    'one row per run of a table source, updated with each committed batch';
+
+CREATE TABLE pipeline.table_dead_letters (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.table_dead_letter_id_seq'),
+    source_id bigint NOT NULL,
+    source_name text NOT NULL,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    "row" jsonb NOT NULL,
+    error text NOT NULL,
+    sqlstate text,
+    failed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE pipeline.table_dead_letters IS
+    'rows a table source rejected (filter, type conversion, constraint), with the reason, stored with their batch';
+
+ALTER TABLE pipeline.table_sources ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pipeline.table_source_runs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pipeline.table_dead_letters ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_only ON pipeline.table_sources
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
+CREATE POLICY owner_only ON pipeline.table_source_runs
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
+CREATE POLICY owner_only ON pipeline.table_dead_letters
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
+REVOKE ALL ON pipeline.table_sources, pipeline.table_source_runs, pipeline.table_dead_letters FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON pipeline.table_sources, pipeline.table_source_runs TO PUBLIC;
+GRANT SELECT, INSERT, DELETE ON pipeline.table_dead_letters TO PUBLIC;
+REVOKE ALL ON SEQUENCE pipeline.table_source_id_seq, pipeline.table_source_run_id_seq,
+                       pipeline.table_dead_letter_id_seq FROM PUBLIC;
+GRANT USAGE ON SEQUENCE pipeline.table_source_id_seq, pipeline.table_source_run_id_seq,
+                        pipeline.table_dead_letter_id_seq TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.table_sources', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.table_source_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.table_dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.table_source_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.table_source_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.table_dead_letter_id_seq', '');
+
+-- Raises the error for an unknown source (others' sources are invisible too)
+CREATE FUNCTION pipeline.table_source_id(source_name text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_id bigint;
+BEGIN
+    SELECT s.id INTO found_id FROM pipeline.table_sources s WHERE s.name OPERATOR(pg_catalog.=) source_name;
+    IF found_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('table source "%s" does not exist', source_name),
+            HINT = 'SELECT name FROM pipeline.table_sources lists the table sources you own.';
+    END IF;
+    RETURN found_id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.table_source_id(text) IS 'the id of a table source you own, or an error';
+REVOKE ALL ON FUNCTION pipeline.table_source_id(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.table_source_id(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.create_table_source(
+    name text,
+    source regclass,
+    target regclass,
+    mode text DEFAULT 'append',
+    options jsonb DEFAULT '{}',
+    search_path text DEFAULT pg_catalog.current_setting('search_path'))
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    watermark_column text := options->>'watermark_column';
+    watermark_type text;
+    key_columns text[];
+    target_columns text[];
+    expressions text[];
+    new_id bigint;
+    c text;
+    lookback_value interval;
+BEGIN
+    IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'table source name must not be empty',
+            HINT = 'Give the source a name, for example ''pos_import''.';
+    END IF;
+    IF source IS NULL OR target IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'a table source needs a source relation and a target table',
+            HINT = 'For example pipeline.create_table_source(''pos_import'', ''pos.transactions'', ''sales'').';
+    END IF;
+    IF mode IS NULL OR NOT mode OPERATOR(pg_catalog.=) ANY (ARRAY['full', 'append', 'upsert']) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('unknown mode "%s"', mode),
+            HINT = 'Use full (replace the target''s rows), append (new rows by an increasing column) or upsert (changed rows by a last-modified column, by key).';
+    END IF;
+    PERFORM pipeline.check_kafka_settings(options, ARRAY['watermark_column', 'key', 'lookback',
+        'columns', 'filter', 'batch_size']);
+    IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) target) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+            MESSAGE = pg_catalog.format('%s is not a table', target),
+            HINT = 'A table source writes into a table or a partitioned table.';
+    END IF;
+    IF source OPERATOR(pg_catalog.=) target THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'a table source cannot import a table into itself',
+            HINT = 'Name another target table.';
+    END IF;
+    IF NOT pg_catalog.has_table_privilege(source, 'SELECT') THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = pg_catalog.format('permission denied for relation %s', source),
+            HINT = 'A table source reads as the role that runs it: grant it SELECT on the source (and a user mapping for a foreign table).';
+    END IF;
+    IF NOT pg_catalog.has_table_privilege(target, CASE mode WHEN 'full' THEN 'INSERT,DELETE' WHEN 'upsert' THEN 'INSERT,UPDATE' ELSE 'INSERT' END) THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = pg_catalog.format('permission denied for table %s', target),
+            HINT = 'Grant INSERT on the target (and DELETE for mode full, UPDATE for mode upsert).';
+    END IF;
+
+    -- the watermark column: increasing (append) or last-modified (upsert)
+    IF mode OPERATOR(pg_catalog.=) 'full' THEN
+        IF watermark_column IS NOT NULL OR options ? 'key' OR options ? 'lookback' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'mode full takes no watermark_column, key or lookback',
+                HINT = 'Mode full replaces the target''s rows with the source''s at each run.';
+        END IF;
+    ELSE
+        IF watermark_column IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('mode %s needs the option watermark_column', mode),
+                HINT = CASE mode WHEN 'append' THEN 'Name an increasing column of the source, for example ''{"watermark_column": "id"}''.'
+                                 ELSE 'Name the source''s last-modified column, for example ''{"watermark_column": "updated_at", "key": ["id"]}''.' END;
+        END IF;
+        SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO watermark_type
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid OPERATOR(pg_catalog.=) source AND a.attname OPERATOR(pg_catalog.=) watermark_column
+           AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+        IF watermark_type IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_column',
+                MESSAGE = pg_catalog.format('column "%s" of relation %s does not exist', watermark_column, source),
+                HINT = 'Name a column of the source relation.';
+        END IF;
+    END IF;
+    IF mode OPERATOR(pg_catalog.=) 'upsert' THEN
+        IF pg_catalog.jsonb_typeof(options->'key') IS DISTINCT FROM 'array' OR pg_catalog.jsonb_array_length(options->'key') OPERATOR(pg_catalog.=) 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'mode upsert needs the option key: the target columns that identify a row',
+                HINT = 'For example ''{"watermark_column": "updated_at", "key": ["id"]}'', with a unique index on them in the target.';
+        END IF;
+        SELECT pg_catalog.array_agg(k ORDER BY n) INTO key_columns
+          FROM pg_catalog.jsonb_array_elements_text(options->'key') WITH ORDINALITY AS e(k, n);
+        -- ON CONFLICT needs a unique index on exactly these columns
+        IF NOT EXISTS (
+            SELECT FROM pg_catalog.pg_index i
+             WHERE i.indrelid OPERATOR(pg_catalog.=) target AND i.indisunique AND i.indpred IS NULL
+               AND i.indexprs IS NULL
+               AND (SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attname)
+                      FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid OPERATOR(pg_catalog.=) target
+                       AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::int2[]))
+                   OPERATOR(pg_catalog.=) (SELECT pg_catalog.array_agg(k ORDER BY k) FROM pg_catalog.unnest(key_columns) k)) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_object_definition',
+                MESSAGE = pg_catalog.format('table %s has no unique index on (%s)', target, pg_catalog.array_to_string(key_columns, ', ')),
+                HINT = 'Create one, for example a primary key: upserts find the row to update by it.';
+        END IF;
+    ELSIF options ? 'key' OR options ? 'lookback' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'options key and lookback are for mode upsert',
+            HINT = 'Mode append never revisits rows: use mode upsert for rows that change.';
+    END IF;
+
+    IF options ? 'lookback' THEN
+        BEGIN
+            lookback_value := (options->>'lookback')::interval;
+        EXCEPTION WHEN OTHERS THEN
+            lookback_value := NULL;
+        END;
+        IF pg_catalog.jsonb_typeof(options->'lookback') OPERATOR(pg_catalog.<>) 'string'
+           OR lookback_value IS NULL OR lookback_value OPERATOR(pg_catalog.<) '0'::interval THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('invalid lookback %s', options->'lookback'),
+                HINT = 'Give an interval, for example ''{"lookback": "5 minutes"}'': each run re-reads changes that far before the watermark.';
+        END IF;
+    END IF;
+    IF options ? 'filter' AND pg_catalog.jsonb_typeof(options->'filter') OPERATOR(pg_catalog.<>) 'string' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'option "filter" must be a SQL condition over the source row src',
+            HINT = 'For example ''{"filter": "src.amount > 0"}'': rows where it is not true go to pipeline.table_dead_letters.';
+    END IF;
+
+    -- columns: {"target column": "SQL expression over src"}, default the same-named source columns
+    IF options ? 'columns' THEN
+        IF pg_catalog.jsonb_typeof(options->'columns') OPERATOR(pg_catalog.<>) 'object' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'option "columns" must map target columns to SQL expressions over the source row src',
+                HINT = 'For example ''{"columns": {"amount": "round(src.amount, 2)", "store_id": "src.store"}}''.';
+        END IF;
+        SELECT pg_catalog.array_agg(e.key ORDER BY e.key), pg_catalog.array_agg(e.value ORDER BY e.key)
+          INTO target_columns, expressions
+          FROM pg_catalog.jsonb_each_text(options->'columns') e;
+    ELSE
+        SELECT pg_catalog.array_agg(t.attname::text ORDER BY t.attnum),
+               pg_catalog.array_agg('src.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.attname) ORDER BY t.attnum)
+          INTO target_columns, expressions
+          FROM pg_catalog.pg_attribute t
+          JOIN pg_catalog.pg_attribute s ON s.attrelid OPERATOR(pg_catalog.=) source AND s.attname OPERATOR(pg_catalog.=) t.attname
+                                        AND s.attnum OPERATOR(pg_catalog.>) 0 AND NOT s.attisdropped
+         WHERE t.attrelid OPERATOR(pg_catalog.=) target AND t.attnum OPERATOR(pg_catalog.>) 0
+           AND NOT t.attisdropped AND t.attgenerated OPERATOR(pg_catalog.=) '';
+        IF target_columns IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('%s and %s have no column name in common', source, target),
+                HINT = 'Map the target''s columns with the option columns, for example ''{"columns": {"amount": "src.total"}}''.';
+        END IF;
+    END IF;
+    FOREACH c IN ARRAY target_columns LOOP
+        PERFORM pipeline.target_column_type(target, c);
+    END LOOP;
+    FOREACH c IN ARRAY COALESCE(key_columns, '{}') LOOP
+        IF NOT c OPERATOR(pg_catalog.=) ANY (target_columns) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('key column "%s" is not imported', c),
+                HINT = 'Every key column must be filled from the source.';
+        END IF;
+    END LOOP;
+
+    -- expressions and filter are checked by planning one probe query with the caller's search_path
+    PERFORM pg_catalog.set_config('search_path', search_path, true);
+    EXECUTE pg_catalog.format('EXPLAIN SELECT %s FROM %s src WHERE %s',
+        pg_catalog.array_to_string(expressions, ', '), source, COALESCE(options->>'filter', 'true'));
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+    BEGIN
+        INSERT INTO pipeline.table_sources (name, source, target, mode, watermark_column, watermark_type,
+            key_columns, lookback, columns, expressions, filter, search_path, batch_size)
+        VALUES (name, source, target, mode, watermark_column, watermark_type, key_columns,
+            COALESCE(lookback_value, '0'), target_columns, expressions,
+            options->>'filter', search_path, COALESCE((options->>'batch_size')::int, 50000))
+        RETURNING id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = pg_catalog.format('table source "%s" already exists', name),
+            HINT = 'Drop it first with pipeline.drop_table_source, or choose another name.';
+    END;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.create_table_source(text, regclass, regclass, text, jsonb, text) IS
+    'creates a table source: pipeline.run_table_source imports the source relation into the target, in batches, exactly once; returns its id';
+REVOKE ALL ON FUNCTION pipeline.create_table_source(text, regclass, regclass, text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.create_table_source(text, regclass, regclass, text, jsonb, text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.drop_table_source(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM pipeline.table_sources s WHERE s.id OPERATOR(pg_catalog.=) pipeline.table_source_id(drop_table_source.name);
+END
+$$;
+COMMENT ON FUNCTION pipeline.drop_table_source(text) IS
+    'drops a table source and its run history (its dead letters and the imported rows stay)';
+REVOKE ALL ON FUNCTION pipeline.drop_table_source(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.drop_table_source(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.reset_table_source(name text, watermark text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET intervalstyle = 'iso_8601'
+AS $$
+DECLARE
+    s pipeline.table_sources;
+    stored text;
+BEGIN
+    SELECT * INTO s FROM pipeline.table_sources t
+     WHERE t.id OPERATOR(pg_catalog.=) pipeline.table_source_id(reset_table_source.name) FOR UPDATE;
+    IF watermark IS NOT NULL THEN
+        IF s.mode OPERATOR(pg_catalog.=) 'full' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'a table source in mode full has no watermark to set',
+                HINT = 'Call pipeline.reset_table_source(name) without a watermark, or just run it.';
+        END IF;
+        BEGIN
+            -- stored in a form every DateStyle reads back the same
+            EXECUTE pg_catalog.format('SELECT %L::%s::text', watermark, s.watermark_type) INTO stored;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('invalid watermark "%s" for column "%s" of type %s', watermark, s.watermark_column, s.watermark_type),
+                HINT = 'Give a value of the watermark column''s type: rows after it are imported by the next run.';
+        END;
+    END IF;
+    UPDATE pipeline.table_sources t SET watermark = stored WHERE t.id OPERATOR(pg_catalog.=) s.id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.reset_table_source(text, text) IS
+    'moves a table source''s watermark: NULL imports everything again at the next run, a value imports the rows after it';
+REVOKE ALL ON FUNCTION pipeline.reset_table_source(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.reset_table_source(text, text) TO PUBLIC;
+
+-- One batch of a run, in the caller's transaction: import the rows after the
+-- watermark up to the batch's bound, reject the others to the dead letters,
+-- advance the watermark (fenced: a concurrent run makes this one fail) and the
+-- run's counters.  Returns whether more rows may be waiting.
+CREATE FUNCTION pipeline.table_source_batch(source_id bigint, run_id bigint, first_batch boolean)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET intervalstyle = 'iso_8601'
+AS $$
+DECLARE
+    s pipeline.table_sources;
+    wm_col text;
+    after_wm text;
+    bound text;
+    batch_rows bigint := 0;
+    range_cond text;
+    target_columns text;
+    select_list text;
+    filter_cond text;
+    insert_sql text;
+    conflict text := '';
+    imported bigint := 0;
+    rejected bigint := 0;
+    filtered bigint;
+    r record;
+    err text;
+    err_state text;
+BEGIN
+    SELECT * INTO s FROM pipeline.table_sources t WHERE t.id OPERATOR(pg_catalog.=) source_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('table source %s does not exist', source_id),
+            HINT = 'It was dropped while it ran.';
+    END IF;
+    -- expressions, filter and names resolve as when the source was created
+    PERFORM pg_catalog.set_config('search_path', s.search_path, true);
+    filter_cond := COALESCE(s.filter, 'true');
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c), ', ' ORDER BY n) INTO target_columns
+      FROM pg_catalog.unnest(s.columns) WITH ORDINALITY AS x(c, n);
+    select_list := pg_catalog.array_to_string(s.expressions, ', ');
+
+    IF s.mode OPERATOR(pg_catalog.=) 'full' THEN
+        range_cond := 'true';
+        bound := pg_catalog.to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+        EXECUTE pg_catalog.format('DELETE FROM %s', s.target);
+    ELSE
+        wm_col := 'src.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(s.watermark_column);
+        -- a run of an upsert source first re-reads lookback before the watermark:
+        -- changes committed late at the source (re-applying the others is harmless)
+        IF s.watermark IS NULL THEN
+            after_wm := wm_col OPERATOR(pg_catalog.||) ' IS NOT NULL';
+        ELSIF first_batch AND s.lookback OPERATOR(pg_catalog.>) '0'::interval THEN
+            after_wm := pg_catalog.format('%s > (%L::%s - %L::interval)', wm_col, s.watermark, s.watermark_type, s.lookback);
+        ELSE
+            after_wm := pg_catalog.format('%s > %L::%s', wm_col, s.watermark, s.watermark_type);
+        END IF;
+        -- the batch ends at the batch_size-th value: rows sharing it are never split between batches
+        EXECUTE pg_catalog.format('SELECT pg_catalog.max(w)::text, pg_catalog.count(*) FROM (SELECT %s AS w FROM %s src WHERE %s ORDER BY 1 LIMIT %s) b',
+                                  wm_col, s.source, after_wm, s.batch_size)
+           INTO bound, batch_rows;
+        IF bound IS NULL THEN
+            RETURN false;
+        END IF;
+        range_cond := pg_catalog.format('%s AND %s <= %L::%s', after_wm, wm_col, bound, s.watermark_type);
+        -- the watermark never moves back (a lookback batch may end before it)
+        IF s.watermark IS NOT NULL THEN
+            EXECUTE pg_catalog.format('SELECT GREATEST(%L::%s, %L::%s)::text',
+                                      bound, s.watermark_type, s.watermark, s.watermark_type) INTO bound;
+        END IF;
+    END IF;
+
+    IF s.mode OPERATOR(pg_catalog.=) 'upsert' THEN
+        SELECT ' ON CONFLICT (' OPERATOR(pg_catalog.||) (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') FROM pg_catalog.unnest(s.key_columns) k)
+               OPERATOR(pg_catalog.||) ') DO UPDATE SET '
+               OPERATOR(pg_catalog.||) pg_catalog.string_agg(pg_catalog.format('%I = EXCLUDED.%I', c, c), ', ')
+          INTO conflict
+          FROM pg_catalog.unnest(s.columns) c WHERE NOT c OPERATOR(pg_catalog.=) ANY (s.key_columns);
+        conflict := COALESCE(conflict, ' ON CONFLICT DO NOTHING');
+    END IF;
+
+    insert_sql := pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM %s src WHERE %s AND (%s)%s',
+                                    s.target, target_columns, select_list, s.source, range_cond, filter_cond, conflict);
+    BEGIN
+        EXECUTE insert_sql;
+        GET DIAGNOSTICS imported = ROW_COUNT;
+    EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+        -- a bad row: import the batch row by row, each bad one to the dead letters
+        imported := 0;
+        FOR r IN EXECUTE pg_catalog.format('SELECT src FROM %s src WHERE %s AND (%s)', s.source, range_cond, filter_cond) LOOP
+            BEGIN
+                EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM (SELECT ($1).*) src%s',
+                                          s.target, target_columns, select_list, conflict) USING r.src;
+                imported := imported OPERATOR(pg_catalog.+) 1;
+            EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+                GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, err_state = RETURNED_SQLSTATE;
+                INSERT INTO pipeline.table_dead_letters (source_id, source_name, "row", error, sqlstate)
+                VALUES (s.id, s.name, pg_catalog.to_jsonb(r.src), err, err_state);
+                rejected := rejected OPERATOR(pg_catalog.+) 1;
+            END;
+        END LOOP;
+    END;
+    IF s.filter IS NOT NULL THEN
+        EXECUTE pg_catalog.format('INSERT INTO pipeline.table_dead_letters (source_id, source_name, "row", error) '
+                                  'SELECT %s, %L, pg_catalog.to_jsonb(src), %L FROM %s src WHERE %s AND (%s) IS NOT TRUE',
+                                  s.id, s.name, 'rejected by the filter: ' OPERATOR(pg_catalog.||) s.filter,
+                                  s.source, range_cond, s.filter);
+        GET DIAGNOSTICS filtered = ROW_COUNT;
+        rejected := rejected OPERATOR(pg_catalog.+) filtered;
+    END IF;
+
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    UPDATE pipeline.table_sources t SET watermark = bound
+     WHERE t.id OPERATOR(pg_catalog.=) s.id AND t.watermark IS NOT DISTINCT FROM s.watermark;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+            MESSAGE = pg_catalog.format('the watermark of table source "%s" was moved by someone else', s.name),
+            HINT = 'Another run of it committed first; this batch was not stored.  Run it again.';
+    END IF;
+    UPDATE pipeline.table_source_runs u
+       SET batches = u.batches OPERATOR(pg_catalog.+) 1,
+           rows_imported = u.rows_imported OPERATOR(pg_catalog.+) imported,
+           rows_rejected = u.rows_rejected OPERATOR(pg_catalog.+) rejected,
+           watermark_to = bound, updated_at = pg_catalog.clock_timestamp()
+     WHERE u.id OPERATOR(pg_catalog.=) run_id;
+    RETURN batch_rows OPERATOR(pg_catalog.>=) s.batch_size;
+END
+$$;
+COMMENT ON FUNCTION pipeline.table_source_batch(bigint, bigint, boolean) IS
+    'imports one batch of a table source in the current transaction; pipeline.run_table_source calls it';
+REVOKE ALL ON FUNCTION pipeline.table_source_batch(bigint, bigint, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.table_source_batch(bigint, bigint, boolean) TO PUBLIC;
+
+-- A procedure, to commit each batch: it cannot carry SET search_path (that
+-- forbids transaction control), so every name in it is qualified.
+CREATE PROCEDURE pipeline.run_table_source(name text)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    source_id bigint := pipeline.table_source_id(name);
+    run_id bigint;
+    more boolean;
+    first_batch boolean := true;
+    failed boolean := false;
+    err text;
+    err_state text;
+    err_hint text;
+BEGIN
+    INSERT INTO pipeline.table_source_runs (source_id, owner, watermark_from)
+    SELECT s.id, s.owner, s.watermark FROM pipeline.table_sources s WHERE s.id OPERATOR(pg_catalog.=) source_id
+    RETURNING id INTO run_id;
+    COMMIT;
+    LOOP
+        BEGIN
+            more := pipeline.table_source_batch(source_id, run_id, first_batch);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, err_state = RETURNED_SQLSTATE, err_hint = PG_EXCEPTION_HINT;
+            failed := true;
+        END;
+        EXIT WHEN failed OR NOT more;
+        COMMIT;
+        first_batch := false;
+    END LOOP;
+    UPDATE pipeline.table_source_runs u
+       SET state = CASE WHEN failed THEN 'failed' ELSE 'succeeded' END, error = err,
+           finished_at = pg_catalog.clock_timestamp(), updated_at = pg_catalog.clock_timestamp()
+     WHERE u.id OPERATOR(pg_catalog.=) run_id;
+    COMMIT;
+    IF failed THEN
+        RAISE EXCEPTION USING ERRCODE = err_state,
+            MESSAGE = pg_catalog.format('table source "%s" failed: %s', name, err),
+            HINT = COALESCE(NULLIF(err_hint, ''), 'The batches before this one are committed; the next run resumes at the watermark.');
+    END IF;
+END
+$$;
+COMMENT ON PROCEDURE pipeline.run_table_source(text) IS
+    'imports a table source''s new rows, committing each batch with its watermark; CALL it outside a transaction block, or schedule it as a non-atomic job';
+REVOKE ALL ON PROCEDURE pipeline.run_table_source(text) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE pipeline.run_table_source(text) TO PUBLIC;
+
+CREATE VIEW pipeline.table_source_status WITH (security_invoker = true) AS
+SELECT s.name AS source,
+       s.source AS source_relation,
+       s.target,
+       s.mode,
+       s.watermark_column,
+       s.watermark,
+       r.state AS last_state,
+       r.started_at AS last_started_at,
+       r.finished_at AS last_finished_at,
+       r.batches,
+       r.rows_imported,
+       r.rows_rejected,
+       pg_catalog.round((r.rows_imported OPERATOR(pg_catalog./)
+                         GREATEST(EXTRACT(epoch FROM COALESCE(r.finished_at, r.updated_at) OPERATOR(pg_catalog.-) r.started_at), 0.001))::numeric, 1) AS rows_per_second,
+       r.error AS last_error
+  FROM pipeline.table_sources s
+  LEFT JOIN LATERAL (SELECT * FROM pipeline.table_source_runs x WHERE x.source_id OPERATOR(pg_catalog.=) s.id
+                      ORDER BY x.id DESC LIMIT 1) r ON true;
+COMMENT ON VIEW pipeline.table_source_status IS
+    'one row per table source: its watermark and its latest run''s state, progress (batches, rows, rows/s) and error';
+REVOKE ALL ON pipeline.table_source_status FROM PUBLIC;
+GRANT SELECT ON pipeline.table_source_status TO PUBLIC;

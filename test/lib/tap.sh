@@ -27,6 +27,15 @@ is() { # is GOT EXPECTED DESCRIPTION
 	fi
 }
 
+like() { # like GOT REGEX DESCRIPTION
+	if [[ "$1" =~ $2 ]]; then
+		ok 0 "$3"
+	else
+		ok 1 "$3"
+		diag "     got: '$1'" "expected to match: '$2'"
+	fi
+}
+
 # wait_until SECONDS COMMAND...: true once COMMAND succeeds, false after SECONDS
 wait_until() {
 	local deadline=$((SECONDS + $1))

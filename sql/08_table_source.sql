@@ -1,0 +1,108 @@
+-- Table sources: import from any relation into a table, in batches, exactly once.
+-- (Foreign tables, crashes and the scheduler are tested in test/integration/table_sources.sh.)
+\set SHOW_CONTEXT never
+SET timezone = 'UTC';
+CREATE TABLE pos_tx (id integer, store integer, amount numeric, sold_at timestamptz);
+CREATE TABLE imported_tx (id integer PRIMARY KEY, store integer NOT NULL, amount numeric CHECK (amount >= 0),
+                    sold_at timestamptz);
+INSERT INTO pos_tx VALUES
+    (1, 1, 10, '2026-11-01 10:00'), (2, 1, 20, '2026-11-01 11:00'), (3, 2, 30, '2026-11-01 11:00'),
+    (4, 2, -5, '2026-11-01 12:00'),  -- breaks the CHECK: a dead letter
+    (5, NULL, 50, '2026-11-01 12:00'),  -- rejected by the filter
+    (6, 3, 60, '2026-11-01 12:00'), (7, 3, 70, '2026-11-02 09:00');
+
+-- append by an increasing column; batches of 2 never split rows that share a watermark value
+SELECT pipeline.create_table_source('pos_import', 'pos_tx', 'imported_tx', 'append',
+    '{"watermark_column": "sold_at", "batch_size": 2, "filter": "src.store IS NOT NULL"}') > 0 AS created;
+SELECT name, source, target, mode, watermark_column, watermark_type, columns, expressions, filter, batch_size, watermark
+  FROM pipeline.table_sources;
+CALL pipeline.run_table_source('pos_import');
+SELECT * FROM imported_tx ORDER BY id;
+SELECT source_name, "row"->>'id' AS id, error, sqlstate FROM pipeline.table_dead_letters ORDER BY id;
+SELECT source, mode, watermark, last_state, batches, rows_imported, rows_rejected, last_error
+  FROM pipeline.table_source_status;
+-- a second run imports only what is new
+INSERT INTO pos_tx VALUES (8, 1, 80, '2026-11-02 10:00');
+CALL pipeline.run_table_source('pos_import');
+SELECT count(*), sum(amount) FROM imported_tx;
+SELECT watermark_from, watermark_to, batches, rows_imported, state FROM pipeline.table_source_runs ORDER BY id;
+
+-- an aggregate over the target follows the imported rows
+SELECT pipeline.create_aggregate('tx_per_store', $$
+    SELECT store, count(*) AS n, sum(amount) AS total FROM imported_tx GROUP BY store$$) IS NOT NULL AS created;
+INSERT INTO pos_tx VALUES (9, 1, 90, '2026-11-03 10:00');
+CALL pipeline.run_table_source('pos_import');
+SELECT * FROM tx_per_store ORDER BY store;
+
+-- upsert by a last-modified column and a key: changed rows replace theirs
+CREATE TABLE products (sku text, name text, price numeric, updated_at timestamptz);
+CREATE TABLE product_dim (sku text PRIMARY KEY, name text, price numeric, updated_at timestamptz);
+INSERT INTO products VALUES ('a', 'apple', 1, '2026-11-01'), ('b', 'bread', 2, '2026-11-01');
+SELECT pipeline.create_table_source('products', 'products', 'product_dim', 'upsert',
+    '{"watermark_column": "updated_at", "key": ["sku"], "lookback": "1 day",
+      "columns": {"sku": "src.sku", "name": "initcap(src.name)", "price": "src.price", "updated_at": "src.updated_at"}}') > 0 AS created;
+CALL pipeline.run_table_source('products');
+UPDATE products SET price = 3, updated_at = '2026-11-02' WHERE sku = 'b';
+INSERT INTO products VALUES ('c', 'cheese', 5, '2026-11-02');
+CALL pipeline.run_table_source('products');
+SELECT * FROM product_dim ORDER BY sku;
+
+-- full: the target's rows are replaced in one transaction
+CREATE TABLE store_list (store integer);
+CREATE TABLE store_copy (store integer);
+INSERT INTO store_list VALUES (1), (2);
+SELECT pipeline.create_table_source('stores', 'store_list', 'store_copy', 'full') > 0 AS created;
+CALL pipeline.run_table_source('stores');
+DELETE FROM store_list WHERE store = 1;
+INSERT INTO store_list VALUES (3);
+CALL pipeline.run_table_source('stores');
+SELECT * FROM store_copy ORDER BY store;
+
+-- reset: import everything again from a watermark
+SELECT pipeline.reset_table_source('pos_import', '2026-11-02 09:30+00');
+SELECT watermark FROM pipeline.table_sources WHERE name = 'pos_import';
+SELECT pipeline.reset_table_source('pos_import', 'yesterday-ish');
+SELECT pipeline.reset_table_source('stores', '2026-11-01');
+
+-- bad arguments
+SELECT pipeline.create_table_source('', 'pos_tx', 'imported_tx');
+SELECT pipeline.create_table_source('pos_import', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "id"}');
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'merge');
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append');
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "nope"}');
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "id", "key": ["id"]}');
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'full', '{"watermark_column": "id"}');
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'upsert', '{"watermark_column": "sold_at"}');
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'upsert', '{"watermark_column": "sold_at", "key": ["store"]}');
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'upsert', '{"watermark_column": "sold_at", "key": ["id"], "lookback": "a bit"}');
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "id", "columns": {"nope": "src.id"}}');
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "id", "columns": {"id": "src.nope"}}');
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "id", "filter": 1}');
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "id", "batchsize": 1}');
+SELECT pipeline.create_table_source('x', 'pos_tx', 'pos_tx', 'append', '{"watermark_column": "id"}');
+CREATE VIEW pos_view AS SELECT * FROM pos_tx;
+SELECT pipeline.create_table_source('x', 'pos_tx', 'pos_view', 'full');
+CREATE TABLE unrelated (z integer);
+SELECT pipeline.create_table_source('x', 'pos_tx', 'unrelated', 'full');
+CALL pipeline.run_table_source('nope');
+BEGIN;
+CALL pipeline.run_table_source('stores');
+ROLLBACK;
+
+-- privileges: a role without SELECT on the source or INSERT on the target cannot create one
+CREATE ROLE ts_user;
+GRANT SELECT ON pos_tx TO ts_user;
+SET ROLE ts_user;
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "id"}');
+SELECT pipeline.create_table_source('x', 'store_list', 'pos_tx', 'full');
+SELECT count(*) AS visible_sources FROM pipeline.table_sources;
+CALL pipeline.run_table_source('pos_import');
+RESET ROLE;
+
+SELECT pipeline.drop_aggregate('tx_per_store');
+SELECT pipeline.drop_table_source('pos_import');
+SELECT pipeline.drop_table_source('products');
+SELECT pipeline.drop_table_source('stores');
+SELECT count(*) AS sources, (SELECT count(*) FROM pipeline.table_source_runs) AS runs FROM pipeline.table_sources;
+REVOKE SELECT ON pos_tx FROM ts_user;
+DROP ROLE ts_user;
