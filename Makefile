@@ -19,6 +19,7 @@ OBJS = \
 	src/copy_input.o \
 	src/kafka_source.o \
 	src/aggregate.o \
+	src/report.o \
 	src/schedule.o \
 	src/scheduler.o \
 	src/job_worker.o

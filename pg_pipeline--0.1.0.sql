@@ -2535,3 +2535,402 @@ COMMENT ON VIEW pipeline.table_source_status IS
     'one row per table source: its watermark and its latest run''s state, progress (batches, rows, rows/s) and error';
 REVOKE ALL ON pipeline.table_source_status FROM PUBLIC;
 GRANT SELECT ON pipeline.table_source_status TO PUBLIC;
+
+-- Report tables
+--
+-- A report is a real table holding a query's result.  A refresh deletes and
+-- re-inserts the rows it recomputes in one transaction, so readers see the
+-- old rows until it commits and are never blocked by it.  A report with a
+-- partition column recomputes only the partitions its inputs' statement
+-- triggers marked changed (pipeline.report_dirty).
+
+CREATE SEQUENCE pipeline.report_id_seq;
+CREATE SEQUENCE pipeline.report_dirty_id_seq;
+CREATE SEQUENCE pipeline.report_refresh_id_seq;
+
+CREATE TABLE pipeline.reports (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.report_id_seq'),
+    name text NOT NULL UNIQUE,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    query text NOT NULL,
+    output regclass NOT NULL,
+    key_columns text[],
+    partition_column text,
+    partition_type text,
+    search_path text NOT NULL,
+    last_refreshed_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK ((partition_column IS NULL) OPERATOR(pg_catalog.=) (partition_type IS NULL))
+);
+COMMENT ON TABLE pipeline.reports IS
+    'report tables: the query each keeps the result of, and how it is partitioned';
+
+CREATE TABLE pipeline.report_inputs (
+    report_id bigint NOT NULL REFERENCES pipeline.reports (id) ON DELETE CASCADE,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    input regclass NOT NULL,
+    expression text NOT NULL,   -- the report partition of a row of the input, SQL over "src"
+    PRIMARY KEY (report_id, input)
+);
+COMMENT ON TABLE pipeline.report_inputs IS
+    'the tables a partitioned report reads, with the expression giving the partition of their rows';
+
+CREATE TABLE pipeline.report_dirty (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.report_dirty_id_seq'),
+    report_id bigint NOT NULL REFERENCES pipeline.reports (id) ON DELETE CASCADE,
+    owner regrole NOT NULL,
+    part text,                  -- NULL: every partition (after a TRUNCATE)
+    marked_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX ON pipeline.report_dirty (report_id, id);
+COMMENT ON TABLE pipeline.report_dirty IS
+    'partitions of reports whose inputs changed since their last refresh';
+
+CREATE TABLE pipeline.report_refreshes (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.report_refresh_id_seq'),
+    report_id bigint NOT NULL REFERENCES pipeline.reports (id) ON DELETE CASCADE,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    kind text NOT NULL,
+    partitions integer,
+    rows_deleted bigint NOT NULL,
+    rows_inserted bigint NOT NULL,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL,
+    CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['full', 'changed', 'range']))
+);
+CREATE INDEX ON pipeline.report_refreshes (report_id, id);
+COMMENT ON TABLE pipeline.report_refreshes IS
+    'refresh history of report tables: what was recomputed, rows changed and duration';
+
+ALTER TABLE pipeline.reports ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pipeline.report_inputs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pipeline.report_dirty ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pipeline.report_refreshes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_only ON pipeline.reports
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
+CREATE POLICY owner_only ON pipeline.report_inputs
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
+-- marks are written by the input trigger as the report's owner
+CREATE POLICY owner_only ON pipeline.report_dirty
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
+CREATE POLICY owner_only ON pipeline.report_refreshes
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
+REVOKE ALL ON pipeline.reports, pipeline.report_inputs, pipeline.report_dirty,
+              pipeline.report_refreshes FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON pipeline.reports, pipeline.report_inputs TO PUBLIC;
+GRANT SELECT, INSERT, DELETE ON pipeline.report_dirty, pipeline.report_refreshes TO PUBLIC;
+REVOKE ALL ON SEQUENCE pipeline.report_id_seq, pipeline.report_dirty_id_seq,
+                       pipeline.report_refresh_id_seq FROM PUBLIC;
+GRANT USAGE ON SEQUENCE pipeline.report_id_seq, pipeline.report_dirty_id_seq,
+                        pipeline.report_refresh_id_seq TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.reports', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.report_inputs', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.report_dirty', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.report_refreshes', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.report_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.report_dirty_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.report_refresh_id_seq', '');
+
+CREATE FUNCTION pipeline.report_input_trigger()
+RETURNS trigger
+LANGUAGE c
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_report_input_trigger';
+COMMENT ON FUNCTION pipeline.report_input_trigger() IS
+    'trigger: marks the report partitions a statement on one of its inputs changed (created by pipeline.create_report)';
+REVOKE ALL ON FUNCTION pipeline.report_input_trigger() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.report_input_trigger() TO PUBLIC;
+
+-- Raises the error for an unknown report (others' reports are invisible too)
+CREATE FUNCTION pipeline.report_id(report_name text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_id bigint;
+BEGIN
+    SELECT r.id INTO found_id FROM pipeline.reports r WHERE r.name OPERATOR(pg_catalog.=) report_name;
+    IF found_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('report "%s" does not exist', report_name),
+            HINT = 'SELECT name FROM pipeline.reports lists the reports you own.';
+    END IF;
+    RETURN found_id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.report_id(text) IS 'the id of a report you own, or an error';
+REVOKE ALL ON FUNCTION pipeline.report_id(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.report_id(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.refresh_report(
+    name text,
+    from_partition text DEFAULT NULL,
+    to_partition text DEFAULT NULL,
+    OUT kind text,
+    OUT partitions integer,
+    OUT rows_deleted bigint,
+    OUT rows_inserted bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET intervalstyle = 'iso_8601'
+AS $$
+DECLARE
+    r pipeline.reports;
+    started timestamptz := pg_catalog.clock_timestamp();
+    parts text[];
+    last_mark bigint;
+    full_refresh boolean;
+BEGIN
+    -- one refresh of a report at a time
+    SELECT * INTO r FROM pipeline.reports x WHERE x.id OPERATOR(pg_catalog.=) pipeline.report_id(refresh_report.name) FOR UPDATE;
+    IF (from_partition IS NULL) OPERATOR(pg_catalog.<>) (to_partition IS NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'give both ends of the range to refresh, or neither',
+            HINT = 'For example pipeline.refresh_report(''daily_sales'', ''2026-01-01'', ''2026-01-31'').';
+    END IF;
+    IF from_partition IS NOT NULL AND r.partition_column IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('report "%s" has no partition column', name),
+            HINT = 'Refresh it whole with pipeline.refresh_report(name), or create it with the option partition_column.';
+    END IF;
+    SELECT pg_catalog.array_agg(DISTINCT d.part), pg_catalog.max(d.id),
+           pg_catalog.bool_or(d.part IS NULL)
+      INTO parts, last_mark, full_refresh
+      FROM pipeline.report_dirty d WHERE d.report_id OPERATOR(pg_catalog.=) r.id;
+    full_refresh := from_partition IS NULL
+                    AND (r.partition_column IS NULL OR r.last_refreshed_at IS NULL OR COALESCE(full_refresh, false));
+
+    -- the query resolves names as when the report was created
+    PERFORM pg_catalog.set_config('search_path', r.search_path, true);
+    IF full_refresh THEN
+        kind := 'full';
+        EXECUTE pg_catalog.format('DELETE FROM %s', r.output);
+        GET DIAGNOSTICS rows_deleted = ROW_COUNT;
+        EXECUTE pg_catalog.format('INSERT INTO %s SELECT * FROM (%s) q', r.output, r.query);
+        GET DIAGNOSTICS rows_inserted = ROW_COUNT;
+    ELSIF from_partition IS NOT NULL THEN
+        kind := 'range';
+        EXECUTE pg_catalog.format('DELETE FROM %s o WHERE o.%I BETWEEN $1::%s AND $2::%s',
+                                  r.output, r.partition_column, r.partition_type, r.partition_type)
+          USING from_partition, to_partition;
+        GET DIAGNOSTICS rows_deleted = ROW_COUNT;
+        EXECUTE pg_catalog.format('INSERT INTO %s SELECT * FROM (%s) q WHERE q.%I BETWEEN $1::%s AND $2::%s',
+                                  r.output, r.query, r.partition_column, r.partition_type, r.partition_type)
+          USING from_partition, to_partition;
+        GET DIAGNOSTICS rows_inserted = ROW_COUNT;
+    ELSE
+        kind := 'changed';
+        parts := COALESCE(parts, '{}');
+        partitions := pg_catalog.cardinality(parts);
+        EXECUTE pg_catalog.format('DELETE FROM %s o WHERE o.%I = ANY ($1::%s[])',
+                                  r.output, r.partition_column, r.partition_type)
+          USING parts;
+        GET DIAGNOSTICS rows_deleted = ROW_COUNT;
+        EXECUTE pg_catalog.format('INSERT INTO %s SELECT * FROM (%s) q WHERE q.%I = ANY ($1::%s[])',
+                                  r.output, r.query, r.partition_column, r.partition_type)
+          USING parts;
+        GET DIAGNOSTICS rows_inserted = ROW_COUNT;
+    END IF;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+    -- marks made after this refresh's snapshot stay for the next one
+    IF from_partition IS NULL THEN
+        DELETE FROM pipeline.report_dirty d
+         WHERE d.report_id OPERATOR(pg_catalog.=) r.id AND d.id OPERATOR(pg_catalog.<=) last_mark;
+    END IF;
+    UPDATE pipeline.reports x SET last_refreshed_at = pg_catalog.now() WHERE x.id OPERATOR(pg_catalog.=) r.id;
+    INSERT INTO pipeline.report_refreshes (report_id, owner, kind, partitions, rows_deleted, rows_inserted,
+                                           started_at, finished_at)
+    VALUES (r.id, r.owner, kind, partitions, rows_deleted, rows_inserted, started, pg_catalog.clock_timestamp());
+END
+$$;
+COMMENT ON FUNCTION pipeline.refresh_report(text, text, text) IS
+    'refreshes a report: its changed partitions (or all of it, or the partitions in a range), in one transaction readers are never blocked by';
+REVOKE ALL ON FUNCTION pipeline.refresh_report(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.refresh_report(text, text, text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.create_report(
+    name text,
+    query text,
+    options jsonb DEFAULT '{}',
+    search_path text DEFAULT pg_catalog.current_setting('search_path'))
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    output_name text := COALESCE(options->>'output', name);
+    parts text[];
+    output_table regclass;
+    key_columns text[];
+    partition_column text := options->>'partition_column';
+    partition_type text;
+    new_id bigint;
+    input record;
+    input_table regclass;
+    event text;
+BEGIN
+    IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'report name must not be empty',
+            HINT = 'Give the report a name, for example ''daily_sales_report''.';
+    END IF;
+    IF query IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'the query of a report must not be null',
+            HINT = 'Write the SELECT whose result the report table keeps.';
+    END IF;
+    PERFORM pipeline.check_kafka_settings(options, ARRAY['output', 'key', 'partition_column', 'inputs']);
+    IF EXISTS (SELECT FROM pipeline.reports x WHERE x.name OPERATOR(pg_catalog.=) create_report.name) THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = pg_catalog.format('report "%s" already exists', name),
+            HINT = 'Drop it first with pipeline.drop_report, or choose another name.';
+    END IF;
+    BEGIN
+        parts := pg_catalog.parse_ident(output_name);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        parts := NULL;
+    END;
+    IF parts IS NULL OR pg_catalog.cardinality(parts) OPERATOR(pg_catalog.>) 2 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_name',
+            MESSAGE = pg_catalog.format('invalid report table name "%s"', output_name),
+            HINT = 'Name the table, optionally with its schema, with the option output: {"output": "reports.daily_sales"}.';
+    END IF;
+    IF options ? 'key' THEN
+        IF pg_catalog.jsonb_typeof(options->'key') OPERATOR(pg_catalog.<>) 'array' OR pg_catalog.jsonb_array_length(options->'key') OPERATOR(pg_catalog.=) 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'option "key" must list the columns that identify a row of the report',
+                HINT = 'For example ''{"key": ["day", "store_id"]}'': they get a unique index.';
+        END IF;
+        SELECT pg_catalog.array_agg(k ORDER BY n) INTO key_columns
+          FROM pg_catalog.jsonb_array_elements_text(options->'key') WITH ORDINALITY AS e(k, n);
+    END IF;
+    IF (partition_column IS NULL) OPERATOR(pg_catalog.<>) (NOT options ? 'inputs') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'options partition_column and inputs go together',
+            HINT = 'For example ''{"partition_column": "day", "inputs": {"sales": "src.sold_at::date"}}'': each input''s expression gives the partition of its rows.';
+    END IF;
+    IF options ? 'inputs' AND (pg_catalog.jsonb_typeof(options->'inputs') OPERATOR(pg_catalog.<>) 'object'
+                               OR options->'inputs' OPERATOR(pg_catalog.=) '{}'::jsonb) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'option "inputs" must map each table the query reads to the partition of its rows',
+            HINT = 'For example ''{"inputs": {"sales": "src.sold_at::date", "daily_sales": "src.day"}}''.';
+    END IF;
+
+    -- the table, its rows and the inputs resolve names as the caller would
+    PERFORM pg_catalog.set_config('search_path', search_path, true);
+    EXECUTE pg_catalog.format('CREATE TABLE %s AS SELECT * FROM (%s) q WITH NO DATA',
+        (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(p), '.') FROM pg_catalog.unnest(parts) p), query);
+    output_table := pg_catalog.to_regclass((SELECT pg_catalog.string_agg(pg_catalog.quote_ident(p), '.') FROM pg_catalog.unnest(parts) p));
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+    IF key_columns IS NOT NULL THEN
+        PERFORM pipeline.target_column_type(output_table, k) FROM pg_catalog.unnest(key_columns) k;
+        EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s)', output_table,
+            (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') FROM pg_catalog.unnest(key_columns) k));
+    END IF;
+    IF partition_column IS NOT NULL THEN
+        partition_type := pg_catalog.format_type(pipeline.target_column_type(output_table, partition_column), NULL);
+        IF key_columns IS NULL OR key_columns[1] OPERATOR(pg_catalog.<>) partition_column THEN
+            EXECUTE pg_catalog.format('CREATE INDEX ON %s (%I)', output_table, partition_column);
+        END IF;
+    END IF;
+
+    INSERT INTO pipeline.reports (name, query, output, key_columns, partition_column, partition_type, search_path)
+    VALUES (name, query, output_table, key_columns, partition_column, partition_type, search_path)
+    RETURNING id INTO new_id;
+
+    FOR input IN SELECT e.key, e.value FROM pg_catalog.jsonb_each_text(COALESCE(options->'inputs', '{}')) e LOOP
+        PERFORM pg_catalog.set_config('search_path', search_path, true);
+        input_table := pg_catalog.to_regclass(input.key);
+        IF input_table IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_table',
+                MESSAGE = pg_catalog.format('input table "%s" does not exist', input.key),
+                HINT = 'Name the tables the query reads, as you would in the query.';
+        END IF;
+        -- the expression must compile over the input's rows
+        EXECUTE pg_catalog.format('EXPLAIN SELECT (%s)::text FROM %s src', input.value, input_table);
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        IF NOT pg_catalog.has_table_privilege(input_table, 'TRIGGER') THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = pg_catalog.format('permission denied to watch table %s', input_table),
+                HINT = 'A report follows its inputs with triggers: their owner must grant you TRIGGER on them.';
+        END IF;
+        INSERT INTO pipeline.report_inputs (report_id, input, expression) VALUES (new_id, input_table, input.value);
+        FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+            EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER %s ON %s %s FOR EACH STATEMENT '
+                                      'EXECUTE FUNCTION pipeline.report_input_trigger(%L, %L)',
+                'pipeline_report_' OPERATOR(pg_catalog.||) new_id OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) event,
+                pg_catalog.upper(event), input_table,
+                CASE event WHEN 'insert' THEN 'REFERENCING NEW TABLE AS pipeline_new'
+                           WHEN 'update' THEN 'REFERENCING OLD TABLE AS pipeline_old NEW TABLE AS pipeline_new'
+                           WHEN 'delete' THEN 'REFERENCING OLD TABLE AS pipeline_old'
+                           ELSE '' END,
+                new_id, (CURRENT_USER)::regrole::oid);
+        END LOOP;
+    END LOOP;
+
+    PERFORM pipeline.refresh_report(name);
+    RETURN output_table;
+END
+$$;
+COMMENT ON FUNCTION pipeline.create_report(text, text, jsonb, text) IS
+    'creates a report table holding a query''s result, filled now; with a partition column, refreshes recompute only changed partitions';
+REVOKE ALL ON FUNCTION pipeline.create_report(text, text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.create_report(text, text, jsonb, text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.drop_report(name text, keep_output boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r pipeline.reports;
+    input record;
+    event text;
+BEGIN
+    SELECT * INTO r FROM pipeline.reports x WHERE x.id OPERATOR(pg_catalog.=) pipeline.report_id(drop_report.name);
+    FOR input IN SELECT i.input FROM pipeline.report_inputs i WHERE i.report_id OPERATOR(pg_catalog.=) r.id LOOP
+        IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) input.input) THEN
+            FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+                EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
+                    'pipeline_report_' OPERATOR(pg_catalog.||) r.id OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) event, input.input);
+            END LOOP;
+        END IF;
+    END LOOP;
+    DELETE FROM pipeline.reports x WHERE x.id OPERATOR(pg_catalog.=) r.id;
+    IF NOT keep_output AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.output) THEN
+        EXECUTE pg_catalog.format('DROP TABLE %s', r.output);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pipeline.drop_report(text, boolean) IS
+    'drops a report: its triggers, its history and (unless keep_output) its table';
+REVOKE ALL ON FUNCTION pipeline.drop_report(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.drop_report(text, boolean) TO PUBLIC;
+
+CREATE VIEW pipeline.report_status WITH (security_invoker = true) AS
+SELECT r.name AS report,
+       r.output,
+       r.partition_column,
+       r.last_refreshed_at,
+       (SELECT pg_catalog.count(DISTINCT d.part) FROM pipeline.report_dirty d
+         WHERE d.report_id OPERATOR(pg_catalog.=) r.id) AS changed_partitions,
+       f.kind AS last_kind,
+       f.partitions AS last_partitions,
+       f.rows_deleted AS last_rows_deleted,
+       f.rows_inserted AS last_rows_inserted,
+       f.finished_at OPERATOR(pg_catalog.-) f.started_at AS last_duration
+  FROM pipeline.reports r
+  LEFT JOIN LATERAL (SELECT * FROM pipeline.report_refreshes x WHERE x.report_id OPERATOR(pg_catalog.=) r.id
+                      ORDER BY x.id DESC LIMIT 1) f ON true;
+COMMENT ON VIEW pipeline.report_status IS
+    'one row per report: when it was refreshed, how many partitions changed since, and its latest refresh';
+REVOKE ALL ON pipeline.report_status FROM PUBLIC;
+GRANT SELECT ON pipeline.report_status TO PUBLIC;
