@@ -2181,7 +2181,7 @@ BEGIN
         SELECT pg_catalog.array_agg(k ORDER BY n) INTO key_columns
           FROM pg_catalog.jsonb_array_elements_text(options->'key') WITH ORDINALITY AS e(k, n);
         -- ON CONFLICT needs a unique index on exactly these columns
-        IF NOT EXISTS (
+        IF NOT (SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 FROM (
             SELECT FROM pg_catalog.pg_index i
              WHERE i.indrelid OPERATOR(pg_catalog.=) target AND i.indisunique AND i.indpred IS NULL
                AND i.indexprs IS NULL
@@ -2189,7 +2189,7 @@ BEGIN
                       FROM pg_catalog.pg_attribute a
                      WHERE a.attrelid OPERATOR(pg_catalog.=) target
                        AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::int2[]))
-                   OPERATOR(pg_catalog.=) (SELECT pg_catalog.array_agg(k ORDER BY k) FROM pg_catalog.unnest(key_columns) k)) THEN
+                   OPERATOR(pg_catalog.=) (SELECT pg_catalog.array_agg(k ORDER BY k) FROM pg_catalog.unnest(key_columns) k)) AS matching) THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_object_definition',
                 MESSAGE = pg_catalog.format('table %s has no unique index on (%s)', target, pg_catalog.array_to_string(key_columns, ', ')),
                 HINT = 'Create one, for example a primary key: upserts find the row to update by it.';
@@ -2419,20 +2419,45 @@ BEGIN
         EXECUTE insert_sql;
         GET DIAGNOSTICS imported = ROW_COUNT;
     EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
-        -- a bad row: import the batch row by row, each bad one to the dead letters
+        -- a bad row.  Check the batch row by row against a trigger-less copy of
+        -- the target (types, defaults, NOT NULL, CHECK), each bad row to the dead
+        -- letters, then store the good ones in one statement, so the target's
+        -- triggers (aggregates, reports) fire once, not per row.
         imported := 0;
+        EXECUTE pg_catalog.format('CREATE TEMP TABLE pipeline_checked_rows (LIKE %s INCLUDING DEFAULTS '
+                                  'INCLUDING IDENTITY INCLUDING GENERATED INCLUDING CONSTRAINTS) ON COMMIT DROP', s.target);
         FOR r IN EXECUTE pg_catalog.format('SELECT src FROM %s src WHERE %s AND (%s)', s.source, range_cond, filter_cond) LOOP
             BEGIN
-                EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM (SELECT ($1).*) src%s',
-                                          s.target, target_columns, select_list, conflict) USING r.src;
-                imported := imported OPERATOR(pg_catalog.+) 1;
+                EXECUTE pg_catalog.format('INSERT INTO pg_temp.pipeline_checked_rows (%s) SELECT %s FROM (SELECT ($1).*) src',
+                                          target_columns, select_list) USING r.src;
             EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
                 GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, err_state = RETURNED_SQLSTATE;
                 INSERT INTO pipeline.table_dead_letters (source_id, source_name, "row", error, sqlstate)
-                VALUES (s.id, s.name, pg_catalog.to_jsonb(r.src), err, err_state);
+                VALUES (s.id, s.name, pg_catalog.to_jsonb(r.src), pg_catalog.replace(err, 'pipeline_checked_rows', s.target::text), err_state);
                 rejected := rejected OPERATOR(pg_catalog.+) 1;
             END;
         END LOOP;
+        BEGIN
+            EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM pg_temp.pipeline_checked_rows%s',
+                                      s.target, target_columns, target_columns, conflict);
+            GET DIAGNOSTICS imported = ROW_COUNT;
+        EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+            -- a constraint the copy lacks (unique, foreign key): row by row into the target
+            imported := 0;
+            FOR r IN EXECUTE 'SELECT c FROM pg_temp.pipeline_checked_rows c' LOOP
+                BEGIN
+                    EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM (SELECT ($1).*) c%s',
+                                              s.target, target_columns, target_columns, conflict) USING r.c;
+                    imported := imported OPERATOR(pg_catalog.+) 1;
+                EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+                    GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, err_state = RETURNED_SQLSTATE;
+                    INSERT INTO pipeline.table_dead_letters (source_id, source_name, "row", error, sqlstate)
+                    VALUES (s.id, s.name, pg_catalog.to_jsonb(r.c), err, err_state);
+                    rejected := rejected OPERATOR(pg_catalog.+) 1;
+                END;
+            END LOOP;
+        END;
+        EXECUTE 'DROP TABLE pg_temp.pipeline_checked_rows';
     END;
     IF s.filter IS NOT NULL THEN
         EXECUTE pg_catalog.format('INSERT INTO pipeline.table_dead_letters (source_id, source_name, "row", error) '

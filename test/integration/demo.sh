@@ -4,7 +4,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
 
-plan 9
+plan 10
 
 export DEMO_DIR
 DEMO_DIR=$(mktemp -d)
@@ -34,6 +34,12 @@ ok $? "a live stream lands in the demo's pageviews table"
 is "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo \
 	-c "SELECT (SELECT sum(views) FROM views_per_minute) = (SELECT count(*) FROM pageviews)")" t \
 	"the demo's live aggregate counts every page view"
+
+is "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo \
+	-c "SELECT sum(revenue) FROM retail.daily_sales_report")" \
+	"$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d pos \
+	-c "SELECT sum(amount) FROM transactions WHERE store_id IS NOT NULL AND qty > 0")" \
+	"the demo's retail report totals the POS database's good sales"
 
 bash test/demo stop >/dev/null 2>&1
 ok $? "demo stop succeeds"
