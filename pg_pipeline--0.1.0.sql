@@ -1996,7 +1996,7 @@ CREATE TABLE pipeline.table_sources (
     expressions text[] NOT NULL,    -- per column, SQL over the source row "src"
     filter text,                    -- SQL over "src": rows where it is not true are rejected
     search_path text NOT NULL,      -- for the expressions and the filter
-    batch_size integer NOT NULL DEFAULT 50000,
+    batch_size integer NOT NULL DEFAULT 100000,
     watermark text,                 -- the last imported watermark value, as text
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CHECK (mode OPERATOR(pg_catalog.=) ANY (ARRAY['full', 'append', 'upsert'])),
@@ -2266,7 +2266,7 @@ BEGIN
             key_columns, lookback, columns, expressions, filter, search_path, batch_size)
         VALUES (name, source, target, mode, watermark_column, watermark_type, key_columns,
             COALESCE(lookback_value, '0'), target_columns, expressions,
-            options->>'filter', search_path, COALESCE((options->>'batch_size')::int, 50000))
+            options->>'filter', search_path, COALESCE((options->>'batch_size')::int, 100000))
         RETURNING id INTO new_id;
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
@@ -2347,7 +2347,7 @@ DECLARE
     wm_col text;
     after_wm text;
     bound text;
-    batch_rows bigint := 0;
+    more_rows boolean := false;
     range_cond text;
     target_columns text;
     select_list text;
@@ -2389,10 +2389,18 @@ BEGIN
         ELSE
             after_wm := pg_catalog.format('%s > %L::%s', wm_col, s.watermark, s.watermark_type);
         END IF;
-        -- the batch ends at the batch_size-th value: rows sharing it are never split between batches
-        EXECUTE pg_catalog.format('SELECT pg_catalog.max(w)::text, pg_catalog.count(*) FROM (SELECT %s AS w FROM %s src WHERE %s ORDER BY 1 LIMIT %s) b',
-                                  wm_col, s.source, after_wm, s.batch_size)
-           INTO bound, batch_rows;
+        -- the batch ends at the batch_size-th value: rows sharing it are never
+        -- split between batches.  Both queries return one row, and a foreign
+        -- table's server answers them (ORDER BY/OFFSET/LIMIT, max are pushed down).
+        EXECUTE pg_catalog.format('SELECT w::text FROM (SELECT %s AS w FROM %s src WHERE %s ORDER BY 1 OFFSET %s LIMIT 1) b',
+                                  wm_col, s.source, after_wm, s.batch_size OPERATOR(pg_catalog.-) 1)
+           INTO bound;
+        more_rows := bound IS NOT NULL;
+        IF NOT more_rows THEN
+            EXECUTE pg_catalog.format('SELECT pg_catalog.max(w)::text FROM (SELECT %s AS w FROM %s src WHERE %s) b',
+                                      wm_col, s.source, after_wm)
+               INTO bound;
+        END IF;
         IF bound IS NULL THEN
             RETURN false;
         END IF;
@@ -2482,7 +2490,7 @@ BEGIN
            rows_rejected = u.rows_rejected OPERATOR(pg_catalog.+) rejected,
            watermark_to = bound, updated_at = pg_catalog.clock_timestamp()
      WHERE u.id OPERATOR(pg_catalog.=) run_id;
-    RETURN batch_rows OPERATOR(pg_catalog.>=) s.batch_size;
+    RETURN more_rows;
 END
 $$;
 COMMENT ON FUNCTION pipeline.table_source_batch(bigint, bigint, boolean) IS
