@@ -14,14 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -z "${PG_CLUSTER_CONF_ROOT:-}" ]; then
-	bash test/install-deps
-	bash test/build >/dev/null
-	chmod -R a+rX . 2>/dev/null || true
-	exec pg_virtualenv -t -v 15 -o shared_preload_libraries=pg_pipeline \
-		-o shared_buffers=1GB -o max_wal_size=8GB -o work_mem=64MB \
-		bash "$0" "$@"
-fi
+. bench/lib.sh
+in_bench_cluster "$0" "$@" -- shared_buffers=1GB max_wal_size=8GB work_mem=64MB
 
 BASE=${1:-1000000}
 BATCHES=${2:-10}

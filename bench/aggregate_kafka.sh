@@ -14,14 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -z "${PG_CLUSTER_CONF_ROOT:-}" ]; then
-	bash test/install-deps
-	bash test/build >/dev/null
-	chmod -R a+rX . 2>/dev/null || true
-	exec pg_virtualenv -t -v 15 -o shared_preload_libraries=pg_pipeline \
-		-o max_worker_processes=16 -o shared_buffers=512MB -o max_wal_size=4GB \
-		bash "$0" "$@"
-fi
+. bench/lib.sh
+in_bench_cluster "$0" "$@" -- max_worker_processes=16 shared_buffers=512MB max_wal_size=4GB
 
 N=${1:-1000000}
 BATCH=${BATCH:-100000}
@@ -29,7 +23,6 @@ PARTITIONS=64 # the test broker keeps ~5 MiB per partition: stay well below
 . test/lib/pg.sh
 . test/lib/broker.sh
 
-. bench/lib.sh
 
 echo "aggregate_kafka: batch_size $BATCH, $N messages, $PARTITIONS partitions, 1 worker per source, $(nproc) cores, $(date -u +%Y-%m-%d)"
 broker_start -n 1 "events:$PARTITIONS"

@@ -16,20 +16,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -z "${PG_CLUSTER_CONF_ROOT:-}" ]; then
-	bash test/install-deps
-	bash test/build >/dev/null
-	chmod -R a+rX . 2>/dev/null || true
-	exec pg_virtualenv -t -v 15 -o shared_preload_libraries=pg_pipeline \
-		-o max_worker_processes=16 -o shared_buffers=512MB -o max_wal_size=4GB \
-		bash "$0" "$@"
-fi
+. bench/lib.sh
+in_bench_cluster "$0" "$@" -- max_worker_processes=16 shared_buffers=512MB max_wal_size=4GB
 
 N=${1:-1000000}
 R=${2:-10000000}
 ROUNDS=${ROUNDS:-3}
 . test/lib/pg.sh
-. bench/lib.sh
 
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) * 1000 }'; }

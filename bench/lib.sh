@@ -5,6 +5,22 @@
 # transaction held open (a DO loop) would keep HOT pruning from the rows the
 # worker rewrites.
 
+# in_bench_cluster SCRIPT ARGS... -- PG_OPTIONS...: outside a cluster, install
+# what is missing, build, and run SCRIPT ARGS again inside a throwaway
+# cluster with pg_pipeline preloaded and these -o options; inside, return
+in_bench_cluster() {
+	[ -z "${PG_CLUSTER_CONF_ROOT:-}" ] || return 0
+	local script=$1 args=() opts=()
+	shift
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do args+=("$1"); shift; done
+	shift
+	for o in "$@"; do opts+=(-o "$o"); done
+	bash test/install-deps
+	bash test/build >/dev/null
+	chmod -R a+rX . 2>/dev/null || true
+	exec pg_virtualenv -t -v 15 -o shared_preload_libraries=pg_pipeline "${opts[@]}" bash "$script" "${args[@]}"
+}
+
 now() { date +%s.%N; }
 rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
 
