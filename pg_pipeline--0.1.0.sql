@@ -163,13 +163,22 @@ CREATE POLICY owner_only ON pipeline.kafka_sources
     WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
 CREATE POLICY owner_only ON pipeline.kafka_source_properties
     USING (pg_catalog.pg_has_role(owner, 'USAGE'))
-    WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
+    -- rows only for one's own kafka_sources, as their owner
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE')
+                AND EXISTS (SELECT FROM pipeline.kafka_sources p WHERE p.id OPERATOR(pg_catalog.=) source_id
+                                                    AND p.owner OPERATOR(pg_catalog.=) owner));
 CREATE POLICY owner_only ON pipeline.kafka_offsets
     USING (pg_catalog.pg_has_role(owner, 'USAGE'))
-    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
+    -- rows only for one's own kafka_sources, as their owner
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE')
+                AND EXISTS (SELECT FROM pipeline.kafka_sources p WHERE p.id OPERATOR(pg_catalog.=) source_id
+                                                    AND p.owner OPERATOR(pg_catalog.=) owner));
 CREATE POLICY owner_only ON pipeline.kafka_dead_letters
     USING (pg_catalog.pg_has_role(owner, 'USAGE'))
-    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
+    -- rows only for one's own kafka_sources, as their owner
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE')
+                AND EXISTS (SELECT FROM pipeline.kafka_sources p WHERE p.id OPERATOR(pg_catalog.=) source_id
+                                                    AND p.owner OPERATOR(pg_catalog.=) owner));
 
 REVOKE ALL ON pipeline.kafka_sources, pipeline.kafka_source_properties,
               pipeline.kafka_offsets, pipeline.kafka_dead_letters FROM PUBLIC;
@@ -289,7 +298,7 @@ BEGIN
                                    ELSE true END) THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format('invalid batch_size %s', settings->'batch_size'),
-            HINT = 'Use a number of messages between 1 and 1000000.';
+            HINT = 'Use a number of rows (or messages) between 1 and 1000000.';
     END IF;
     IF settings ? 'max_batch_latency_ms' AND (CASE WHEN (settings->>'max_batch_latency_ms') ~ '^[0-9]{1,7}$'
                                    THEN (settings->>'max_batch_latency_ms')::int NOT BETWEEN 1 AND 3600000
@@ -2002,7 +2011,7 @@ CREATE TABLE pipeline.table_sources (
     CHECK (mode OPERATOR(pg_catalog.=) ANY (ARRAY['full', 'append', 'upsert'])),
     CHECK ((mode OPERATOR(pg_catalog.=) 'full') OPERATOR(pg_catalog.=) (watermark_column IS NULL)),
     CHECK ((mode OPERATOR(pg_catalog.=) 'upsert') OPERATOR(pg_catalog.=) (key_columns IS NOT NULL)),
-    CHECK (batch_size BETWEEN 1 AND 10000000),
+    CHECK (batch_size BETWEEN 1 AND 1000000),
     CHECK (pg_catalog.cardinality(columns) OPERATOR(pg_catalog.=) pg_catalog.cardinality(expressions))
 );
 COMMENT ON TABLE pipeline.table_sources IS
@@ -2049,10 +2058,16 @@ CREATE POLICY owner_only ON pipeline.table_sources
     WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
 CREATE POLICY owner_only ON pipeline.table_source_runs
     USING (pg_catalog.pg_has_role(owner, 'USAGE'))
-    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
+    -- rows only for one's own table_sources, as their owner
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE')
+                AND EXISTS (SELECT FROM pipeline.table_sources p WHERE p.id OPERATOR(pg_catalog.=) source_id
+                                                    AND p.owner OPERATOR(pg_catalog.=) owner));
 CREATE POLICY owner_only ON pipeline.table_dead_letters
     USING (pg_catalog.pg_has_role(owner, 'USAGE'))
-    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
+    -- rows only for one's own table_sources, as their owner
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE')
+                AND EXISTS (SELECT FROM pipeline.table_sources p WHERE p.id OPERATOR(pg_catalog.=) source_id
+                                                    AND p.owner OPERATOR(pg_catalog.=) owner));
 REVOKE ALL ON pipeline.table_sources, pipeline.table_source_runs, pipeline.table_dead_letters FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON pipeline.table_sources, pipeline.table_source_runs TO PUBLIC;
 GRANT SELECT, INSERT, DELETE ON pipeline.table_dead_letters TO PUBLIC;
@@ -2256,9 +2271,21 @@ BEGIN
     END LOOP;
 
     -- expressions and filter are checked by planning one probe query with the caller's search_path
+    IF pg_catalog.strpos(pg_catalog.array_to_string(expressions, ' ') OPERATOR(pg_catalog.||) COALESCE(options->>'filter', ''), ';')
+       OPERATOR(pg_catalog.>) 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'column expressions and the filter must not contain semicolons',
+            HINT = 'Give one SQL expression per column, over the source row src.';
+    END IF;
     PERFORM pg_catalog.set_config('search_path', search_path, true);
-    EXECUTE pg_catalog.format('EXPLAIN SELECT %s FROM %s src WHERE %s',
-        pg_catalog.array_to_string(expressions, ', '), source, COALESCE(options->>'filter', 'true'));
+    BEGIN
+        EXECUTE pg_catalog.format('EXPLAIN SELECT %s FROM %s src WHERE %s',
+            pg_catalog.array_to_string(expressions, ', '), source, COALESCE(options->>'filter', 'true'));
+    EXCEPTION WHEN syntax_error_or_access_rule_violation OR data_exception OR undefined_function THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid column expression or filter: %s', SQLERRM),
+            HINT = 'Write SQL expressions over the source row src, for example ''{"columns": {"amount": "round(src.amount, 2)"}, "filter": "src.amount > 0"}''.';
+    END;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
     BEGIN
@@ -2356,6 +2383,7 @@ DECLARE
     conflict text := '';
     imported bigint := 0;
     rejected bigint := 0;
+    imported_alone bigint := 0;
     filtered bigint;
     r record;
     err text;
@@ -2397,19 +2425,20 @@ BEGIN
            INTO bound;
         more_rows := bound IS NOT NULL;
         IF NOT more_rows THEN
-            EXECUTE pg_catalog.format('SELECT pg_catalog.max(w)::text FROM (SELECT %s AS w FROM %s src WHERE %s) b',
+            EXECUTE pg_catalog.format('SELECT w::text FROM (SELECT %s AS w FROM %s src WHERE %s ORDER BY 1 DESC LIMIT 1) b',
                                       wm_col, s.source, after_wm)
                INTO bound;
         END IF;
         IF bound IS NULL THEN
             RETURN false;
         END IF;
-        range_cond := pg_catalog.format('%s AND %s <= %L::%s', after_wm, wm_col, bound, s.watermark_type);
-        -- the watermark never moves back (a lookback batch may end before it)
+        -- the lookback re-read is one batch, up to the watermark at least, and
+        -- the watermark never moves back
         IF s.watermark IS NOT NULL THEN
             EXECUTE pg_catalog.format('SELECT GREATEST(%L::%s, %L::%s)::text',
                                       bound, s.watermark_type, s.watermark, s.watermark_type) INTO bound;
         END IF;
+        range_cond := pg_catalog.format('%s AND %s <= %L::%s', after_wm, wm_col, bound, s.watermark_type);
     END IF;
 
     IF s.mode OPERATOR(pg_catalog.=) 'upsert' THEN
@@ -2439,19 +2468,27 @@ BEGIN
                 EXECUTE pg_catalog.format('INSERT INTO pg_temp.pipeline_checked_rows (%s) SELECT %s FROM (SELECT ($1).*) src',
                                           target_columns, select_list) USING r.src;
             EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
-                GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, err_state = RETURNED_SQLSTATE;
-                INSERT INTO pipeline.table_dead_letters (source_id, source_name, "row", error, sqlstate)
-                VALUES (s.id, s.name, pg_catalog.to_jsonb(r.src), pg_catalog.replace(err, 'pipeline_checked_rows', s.target::text), err_state);
-                rejected := rejected OPERATOR(pg_catalog.+) 1;
+                -- the target itself decides (its BEFORE triggers may fix the row)
+                BEGIN
+                    EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM (SELECT ($1).*) src%s',
+                                              s.target, target_columns, select_list, conflict) USING r.src;
+                    imported_alone := imported_alone OPERATOR(pg_catalog.+) 1;
+                EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+                    GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, err_state = RETURNED_SQLSTATE;
+                    INSERT INTO pipeline.table_dead_letters (source_id, source_name, "row", error, sqlstate)
+                    VALUES (s.id, s.name, pg_catalog.to_jsonb(r.src), err, err_state);
+                    rejected := rejected OPERATOR(pg_catalog.+) 1;
+                END;
             END;
         END LOOP;
         BEGIN
             EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM pg_temp.pipeline_checked_rows%s',
                                       s.target, target_columns, target_columns, conflict);
             GET DIAGNOSTICS imported = ROW_COUNT;
+            imported := imported OPERATOR(pg_catalog.+) imported_alone;
         EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
             -- a constraint the copy lacks (unique, foreign key): row by row into the target
-            imported := 0;
+            imported := imported_alone;
             FOR r IN EXECUTE 'SELECT c FROM pg_temp.pipeline_checked_rows c' LOOP
                 BEGIN
                     EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM (SELECT ($1).*) c%s',
@@ -2591,6 +2628,7 @@ CREATE TABLE pipeline.reports (
     partition_column text,
     partition_type text,
     search_path text NOT NULL,
+    time_zone text NOT NULL,    -- the creator's: partitions of times are days in it
     last_refreshed_at timestamptz,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CHECK ((partition_column IS NULL) OPERATOR(pg_catalog.=) (partition_type IS NULL))
@@ -2612,7 +2650,8 @@ CREATE TABLE pipeline.report_dirty (
     id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.report_dirty_id_seq'),
     report_id bigint NOT NULL REFERENCES pipeline.reports (id) ON DELETE CASCADE,
     owner regrole NOT NULL,
-    part text,                  -- NULL: every partition (after a TRUNCATE)
+    part text,
+    everything boolean NOT NULL DEFAULT false,  -- every partition (after a TRUNCATE)
     marked_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX ON pipeline.report_dirty (report_id, id);
@@ -2644,14 +2683,23 @@ CREATE POLICY owner_only ON pipeline.reports
     WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
 CREATE POLICY owner_only ON pipeline.report_inputs
     USING (pg_catalog.pg_has_role(owner, 'USAGE'))
-    WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
+    -- rows only for one's own reports, as their owner
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE')
+                AND EXISTS (SELECT FROM pipeline.reports p WHERE p.id OPERATOR(pg_catalog.=) report_id
+                                                    AND p.owner OPERATOR(pg_catalog.=) owner));
 -- marks are written by the input trigger as the report's owner
 CREATE POLICY owner_only ON pipeline.report_dirty
     USING (pg_catalog.pg_has_role(owner, 'USAGE'))
-    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
+    -- rows only for one's own reports, as their owner
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE')
+                AND EXISTS (SELECT FROM pipeline.reports p WHERE p.id OPERATOR(pg_catalog.=) report_id
+                                                    AND p.owner OPERATOR(pg_catalog.=) owner));
 CREATE POLICY owner_only ON pipeline.report_refreshes
     USING (pg_catalog.pg_has_role(owner, 'USAGE'))
-    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
+    -- rows only for one's own reports, as their owner
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE')
+                AND EXISTS (SELECT FROM pipeline.reports p WHERE p.id OPERATOR(pg_catalog.=) report_id
+                                                    AND p.owner OPERATOR(pg_catalog.=) owner));
 REVOKE ALL ON pipeline.reports, pipeline.report_inputs, pipeline.report_dirty,
               pipeline.report_refreshes FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON pipeline.reports, pipeline.report_inputs TO PUBLIC;
@@ -2712,16 +2760,18 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET datestyle = 'ISO, YMD'
 SET intervalstyle = 'iso_8601'
+SET timezone = 'UTC'
 AS $$
 DECLARE
     r pipeline.reports;
     started timestamptz := pg_catalog.clock_timestamp();
     parts text[];
-    last_mark bigint;
+    null_part boolean;
     full_refresh boolean;
 BEGIN
-    -- one refresh of a report at a time
-    SELECT * INTO r FROM pipeline.reports x WHERE x.id OPERATOR(pg_catalog.=) pipeline.report_id(refresh_report.name) FOR UPDATE;
+    -- one refresh of a report at a time (a lock writers' marks do not wait for)
+    SELECT * INTO r FROM pipeline.reports x WHERE x.id OPERATOR(pg_catalog.=) pipeline.report_id(refresh_report.name)
+       FOR NO KEY UPDATE;
     IF (from_partition IS NULL) OPERATOR(pg_catalog.<>) (to_partition IS NULL) THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'give both ends of the range to refresh, or neither',
@@ -2732,15 +2782,21 @@ BEGIN
             MESSAGE = pg_catalog.format('report "%s" has no partition column', name),
             HINT = 'Refresh it whole with pipeline.refresh_report(name), or create it with the option partition_column.';
     END IF;
-    SELECT pg_catalog.array_agg(DISTINCT d.part), pg_catalog.max(d.id),
-           pg_catalog.bool_or(d.part IS NULL)
-      INTO parts, last_mark, full_refresh
-      FROM pipeline.report_dirty d WHERE d.report_id OPERATOR(pg_catalog.=) r.id;
+    -- take the committed marks: those of writers still running stay for the next refresh
+    IF from_partition IS NULL THEN
+        WITH taken AS (DELETE FROM pipeline.report_dirty d WHERE d.report_id OPERATOR(pg_catalog.=) r.id
+                       RETURNING d.part, d.everything)
+        SELECT pg_catalog.array_agg(DISTINCT t.part) FILTER (WHERE t.part IS NOT NULL),
+               pg_catalog.bool_or(t.part IS NULL AND NOT t.everything), pg_catalog.bool_or(t.everything)
+          INTO parts, null_part, full_refresh
+          FROM taken t;
+    END IF;
     full_refresh := from_partition IS NULL
                     AND (r.partition_column IS NULL OR r.last_refreshed_at IS NULL OR COALESCE(full_refresh, false));
 
-    -- the query resolves names as when the report was created
+    -- the query resolves names, and reads times, as when the report was created
     PERFORM pg_catalog.set_config('search_path', r.search_path, true);
+    PERFORM pg_catalog.set_config('TimeZone', r.time_zone, true);
     IF full_refresh THEN
         kind := 'full';
         EXECUTE pg_catalog.format('DELETE FROM %s', r.output);
@@ -2760,23 +2816,18 @@ BEGIN
     ELSE
         kind := 'changed';
         parts := COALESCE(parts, '{}');
-        partitions := pg_catalog.cardinality(parts);
-        EXECUTE pg_catalog.format('DELETE FROM %s o WHERE o.%I = ANY ($1::%s[])',
-                                  r.output, r.partition_column, r.partition_type)
-          USING parts;
+        null_part := COALESCE(null_part, false);
+        partitions := pg_catalog.cardinality(parts) OPERATOR(pg_catalog.+) null_part::int;
+        EXECUTE pg_catalog.format('DELETE FROM %s o WHERE o.%I = ANY ($1::%s[]) OR ($2 AND o.%I IS NULL)',
+                                  r.output, r.partition_column, r.partition_type, r.partition_column)
+          USING parts, null_part;
         GET DIAGNOSTICS rows_deleted = ROW_COUNT;
-        EXECUTE pg_catalog.format('INSERT INTO %s SELECT * FROM (%s) q WHERE q.%I = ANY ($1::%s[])',
-                                  r.output, r.query, r.partition_column, r.partition_type)
-          USING parts;
+        EXECUTE pg_catalog.format('INSERT INTO %s SELECT * FROM (%s) q WHERE q.%I = ANY ($1::%s[]) OR ($2 AND q.%I IS NULL)',
+                                  r.output, r.query, r.partition_column, r.partition_type, r.partition_column)
+          USING parts, null_part;
         GET DIAGNOSTICS rows_inserted = ROW_COUNT;
     END IF;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-
-    -- marks made after this refresh's snapshot stay for the next one
-    IF from_partition IS NULL THEN
-        DELETE FROM pipeline.report_dirty d
-         WHERE d.report_id OPERATOR(pg_catalog.=) r.id AND d.id OPERATOR(pg_catalog.<=) last_mark;
-    END IF;
     UPDATE pipeline.reports x SET last_refreshed_at = pg_catalog.now() WHERE x.id OPERATOR(pg_catalog.=) r.id;
     INSERT INTO pipeline.report_refreshes (report_id, owner, kind, partitions, rows_deleted, rows_inserted,
                                            started_at, finished_at)
@@ -2875,9 +2926,17 @@ BEGIN
         END IF;
     END IF;
 
-    INSERT INTO pipeline.reports (name, query, output, key_columns, partition_column, partition_type, search_path)
-    VALUES (name, query, output_table, key_columns, partition_column, partition_type, search_path)
-    RETURNING id INTO new_id;
+    BEGIN
+        INSERT INTO pipeline.reports (name, query, output, key_columns, partition_column, partition_type,
+                                      search_path, time_zone)
+        VALUES (name, query, output_table, key_columns, partition_column, partition_type, search_path,
+                pg_catalog.current_setting('TimeZone'))
+        RETURNING id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = pg_catalog.format('report "%s" already exists', name),
+            HINT = 'Report names are shared by all roles: choose another name.';
+    END;
 
     FOR input IN SELECT e.key, e.value FROM pg_catalog.jsonb_each_text(COALESCE(options->'inputs', '{}')) e LOOP
         PERFORM pg_catalog.set_config('search_path', search_path, true);
@@ -2887,8 +2946,19 @@ BEGIN
                 MESSAGE = pg_catalog.format('input table "%s" does not exist', input.key),
                 HINT = 'Name the tables the query reads, as you would in the query.';
         END IF;
-        -- the expression must compile over the input's rows
-        EXECUTE pg_catalog.format('EXPLAIN SELECT (%s)::text FROM %s src', input.value, input_table);
+        -- one expression (a semicolon could end the statement it runs in), valid over the input's rows
+        IF pg_catalog.strpos(input.value, ';') OPERATOR(pg_catalog.>) 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('the partition expression of input "%s" must not contain semicolons', input.key),
+                HINT = 'Give one SQL expression over the input''s row src, for example ''src.sold_at::date''.';
+        END IF;
+        BEGIN
+            EXECUTE pg_catalog.format('EXPLAIN SELECT (%s)::text FROM %s src', input.value, input_table);
+        EXCEPTION WHEN syntax_error_or_access_rule_violation OR data_exception OR undefined_function THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('invalid partition expression for input "%s": %s', input.key, SQLERRM),
+                HINT = 'Give one SQL expression over the input''s row src, for example ''src.sold_at::date''.';
+        END;
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         IF NOT pg_catalog.has_table_privilege(input_table, 'TRIGGER') THEN
             RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',

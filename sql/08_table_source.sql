@@ -46,6 +46,16 @@ UPDATE products SET price = 3, updated_at = '2026-11-02' WHERE sku = 'b';
 INSERT INTO products VALUES ('c', 'cheese', 5, '2026-11-02');
 CALL pipeline.run_table_source('products');
 SELECT * FROM product_dim ORDER BY sku;
+-- a change committed late, dated before the watermark, is found by the lookback
+-- even when the lookback window holds more rows than a batch
+CREATE TABLE product_copy (LIKE product_dim INCLUDING ALL);
+SELECT pipeline.create_table_source('products_small', 'products', 'product_copy', 'upsert',
+    '{"watermark_column": "updated_at", "key": ["sku"], "lookback": "3 days", "batch_size": 1}') > 0 AS created;
+CALL pipeline.run_table_source('products_small');
+INSERT INTO products VALUES ('z', 'zucchini', 9, '2026-11-01 12:00');
+CALL pipeline.run_table_source('products_small');
+SELECT sku, price FROM product_copy ORDER BY sku;
+SELECT watermark FROM pipeline.table_sources WHERE name = 'products_small';
 
 -- full: the target's rows are replaced in one transaction
 CREATE TABLE store_list (store integer);
@@ -78,6 +88,7 @@ SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'upsert', '{"w
 SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "id", "columns": {"nope": "src.id"}}');
 SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "id", "columns": {"id": "src.nope"}}');
 SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "id", "filter": 1}');
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "id", "filter": "true; DROP TABLE pos_tx"}');
 SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "id", "batchsize": 1}');
 SELECT pipeline.create_table_source('x', 'pos_tx', 'pos_tx', 'append', '{"watermark_column": "id"}');
 CREATE VIEW pos_view AS SELECT * FROM pos_tx;
@@ -102,6 +113,7 @@ RESET ROLE;
 SELECT pipeline.drop_aggregate('tx_per_store');
 SELECT pipeline.drop_table_source('pos_import');
 SELECT pipeline.drop_table_source('products');
+SELECT pipeline.drop_table_source('products_small');
 SELECT pipeline.drop_table_source('stores');
 SELECT count(*) AS sources, (SELECT count(*) FROM pipeline.table_source_runs) AS runs FROM pipeline.table_sources;
 REVOKE SELECT ON pos_tx FROM ts_user;

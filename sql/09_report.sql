@@ -73,7 +73,28 @@ SELECT pipeline.create_report('r', 'SELECT 1 AS x', '{"refresh": "daily"}');
 SELECT pipeline.refresh_report('nope');
 SELECT pipeline.refresh_report('top_products', '2026-11-01', '2026-11-02');
 SELECT pipeline.refresh_report('daily_store_sales', '2026-11-01');
+SELECT pipeline.create_report('r', 'SELECT 1 AS x', '{"partition_column": "x", "inputs": {"sales_fact": "1; DROP TABLE sales_fact; SELECT 1"}}');
 SELECT to_regclass('r') IS NULL AS nothing_left_behind;
+
+-- another role can neither add inputs or marks to a report, nor fire its trigger by hand
+SELECT id AS report_id FROM pipeline.reports WHERE name = 'daily_store_sales' \gset
+CREATE ROLE report_intruder;
+CREATE TABLE intruder_t (day date);
+ALTER TABLE intruder_t OWNER TO report_intruder;
+SET ROLE report_intruder;
+INSERT INTO pipeline.report_inputs (report_id, input, expression) VALUES (:report_id, 'intruder_t', 'src.day');
+INSERT INTO pipeline.report_dirty (report_id, owner, part) VALUES (:report_id, 'report_intruder', 'x');
+SELECT count(*) AS visible FROM pipeline.report_dirty;
+CREATE TRIGGER sneaky AFTER INSERT ON intruder_t REFERENCING NEW TABLE AS pipeline_new
+    FOR EACH STATEMENT EXECUTE FUNCTION pipeline.report_input_trigger(:'report_id', '10');
+INSERT INTO intruder_t VALUES ('2026-11-01');
+CREATE TRIGGER pipeline_report_1_insert AFTER INSERT ON intruder_t REFERENCING NEW TABLE AS pipeline_new
+    FOR EACH STATEMENT EXECUTE FUNCTION pipeline.report_input_trigger('1', '10');
+DROP TRIGGER sneaky ON intruder_t;
+INSERT INTO intruder_t VALUES ('2026-11-01');
+RESET ROLE;
+DROP TABLE intruder_t;
+DROP ROLE report_intruder;
 
 SELECT pipeline.drop_report('weekly_totals');
 SELECT pipeline.drop_aggregate('sales_by_day');

@@ -1361,13 +1361,15 @@ WithoutRecomputedGroups(AggregateDef *def, CommandId query_cid, Tuplestorestate 
 /*
  * Streamed rows whose time key is older than allowed_lateness before the
  * latest time key in the states go to the late table; the fold then skips
- * them.  The states change only after both have read them, so the two agree.
+ * them.  The horizon is read once, as a constant both statements use: other
+ * workers may commit newer keys in between.
  */
 static void
 DivertLateRows(AggregateDef *def, Tuplestorestate *rows, TupleDesc rows_desc)
 {
 	const char *key_expr = NULL;
 	char	   *late;
+	char	   *horizon;
 
 	for (int i = 0; i < def->ncolumns; i++)
 	{
@@ -1377,10 +1379,18 @@ DivertLateRows(AggregateDef *def, Tuplestorestate *rows, TupleDesc rows_desc)
 	if (key_expr == NULL)
 		elog(ERROR, "time key \"%s\" of aggregate " INT64_FORMAT " is not among its keys",
 			 def->time_key, def->id);
-	late = psprintf("COALESCE((%s) OPERATOR(pg_catalog.<) (SELECT pg_catalog.max(s.%s) "
-					"OPERATOR(pg_catalog.-) %s::pg_catalog.interval FROM %s s), false)",
-					key_expr, quote_identifier(def->time_key),
-					quote_literal_cstr(def->allowed_lateness), QualifiedName(def->state));
+	/* the horizon as a typed literal, read and written back in this session */
+	Execute(psprintf("SELECT pg_catalog.quote_literal(h::pg_catalog.text) OPERATOR(pg_catalog.||) '::' "
+					 "OPERATOR(pg_catalog.||) pg_catalog.format_type(pg_catalog.pg_typeof(h), NULL) "
+					 "FROM (SELECT pg_catalog.max(s.%s) OPERATOR(pg_catalog.-) %s::pg_catalog.interval AS h "
+					 "FROM %s s) x",
+					 quote_identifier(def->time_key), quote_literal_cstr(def->allowed_lateness),
+					 QualifiedName(def->state)),
+			SPI_OK_SELECT);
+	horizon = SPI_processed == 1 ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
+	if (horizon == NULL)
+		return;					/* no states yet: nothing is late */
+	late = psprintf("COALESCE((%s) OPERATOR(pg_catalog.<) %s, false)", key_expr, horizon);
 	SPI_register_relation(MakeEnr("pipeline_batch", rows, InvalidOid, rows_desc));
 	Execute(psprintf("INSERT INTO %s (%s, event) SELECT %s, pg_catalog.to_jsonb(src) "
 					 "FROM pipeline_batch src WHERE (%s) AND %s",

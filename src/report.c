@@ -61,6 +61,10 @@ pipeline_report_input_trigger(PG_FUNCTION_ARGS)
 	Datum		args[3];
 	char	   *expression;
 	char	   *search_path;
+	char	   *time_zone;
+	char		expected_name[NAMEDATALEN];
+	static const char *const events[] = {"insert", "update", "delete", "truncate"};
+	int			event;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) || trigdata->tg_trigger->tgnargs != 2)
@@ -70,6 +74,16 @@ pipeline_report_input_trigger(PG_FUNCTION_ARGS)
 				 errhint("Do not use it directly: pipeline.create_report creates its triggers.")));
 	report_id = pg_strtoint64(trigdata->tg_trigger->tgargs[0]);
 	owner = (Oid) pg_strtoint64(trigdata->tg_trigger->tgargs[1]);
+	event = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? 0 :
+		TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? 1 :
+		TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? 2 : 3;
+	snprintf(expected_name, sizeof(expected_name), "pipeline_report_" INT64_FORMAT "_%s",
+			 report_id, events[event]);
+	if (strcmp(trigdata->tg_trigger->tgname, expected_name) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" is not pg_pipeline's", trigdata->tg_trigger->tgname),
+				 errhint("Do not use pipeline.report_input_trigger() directly: pipeline.create_report creates its triggers.")));
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
@@ -82,11 +96,12 @@ pipeline_report_input_trigger(PG_FUNCTION_ARGS)
 	args[0] = Int64GetDatum(report_id);
 	args[1] = ObjectIdGetDatum(RelationGetRelid(trigdata->tg_relation));
 	args[2] = ObjectIdGetDatum(owner);
-	if (SPI_execute_with_args("SELECT i.expression, r.search_path FROM pipeline.report_inputs i "
+	if (SPI_execute_with_args("SELECT i.expression, r.search_path, r.time_zone FROM pipeline.report_inputs i "
 							  "JOIN pipeline.reports r ON r.id OPERATOR(pg_catalog.=) i.report_id "
 							  "WHERE i.report_id OPERATOR(pg_catalog.=) $1 "
 							  "AND i.input OPERATOR(pg_catalog.=) $2 "
-							  "AND r.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $3",
+							  "AND r.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $3 "
+							  "AND i.owner OPERATOR(pg_catalog.=) r.owner",
 							  3, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read pipeline.report_inputs");
 	if (SPI_processed == 0)
@@ -97,20 +112,23 @@ pipeline_report_input_trigger(PG_FUNCTION_ARGS)
 				 errhint("Do not use pipeline.report_input_trigger() directly: pipeline.create_report creates its triggers.")));
 	expression = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	search_path = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	time_zone = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", search_path, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	/* partitions are kept as text: in a form every session reads back the same */
+	/* the report's time zone, and text every session reads back the same */
+	(void) set_config_option("TimeZone", time_zone, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("datestyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("intervalstyle", "iso_8601", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
 	{
-		/* every partition may have changed: a NULL part asks for a full refresh */
-		if (SPI_execute_with_args("INSERT INTO pipeline.report_dirty (report_id, owner, part) "
-								  "SELECT r.id, r.owner, NULL FROM pipeline.reports r "
+		/* every partition may have changed */
+		if (SPI_execute_with_args("INSERT INTO pipeline.report_dirty (report_id, owner, part, everything) "
+								  "SELECT r.id, r.owner, NULL, true FROM pipeline.reports r "
 								  "WHERE r.id OPERATOR(pg_catalog.=) $1",
 								  1, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not mark report " INT64_FORMAT " for a full refresh", report_id);
