@@ -560,7 +560,9 @@ BEGIN
             options->>'key_column', options->>'partition_column', options->>'offset_column',
             options->>'timestamp_column', options->>'headers_column',
             pipeline.check_kafka_start(COALESCE(options->>'start', 'earliest')),
-            COALESCE((options->>'batch_size')::int, 10000),
+            -- a fold costs per batch about one update per touched group: larger batches for pure streams
+            COALESCE((options->>'batch_size')::int,
+                     CASE WHEN (options->>'store_rows')::boolean IS FALSE THEN 100000 ELSE 10000 END),
             COALESCE((options->>'max_batch_latency_ms')::int, 200),
             COALESCE((options->>'parallelism')::int, 1),
             COALESCE(options->>'on_error', 'dead_letter'),

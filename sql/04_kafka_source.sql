@@ -108,7 +108,7 @@ SELECT pipeline.alter_kafka_source('ev', '{"max_error_rate": "1 %"}');
 -- a source may keep no rows, only feeding the aggregates over its table
 SELECT pipeline.create_kafka_source('folded', '127.0.0.1:9', 'events', 'flat', 'json', '{"store_rows": "no"}');
 SELECT pipeline.create_kafka_source('folded', '127.0.0.1:9', 'events', 'flat', 'json', '{"store_rows": false}') > 0 AS created;
-SELECT store_rows FROM pipeline.kafka_sources WHERE name = 'folded';
+SELECT store_rows, batch_size FROM pipeline.kafka_sources WHERE name = 'folded';
 SELECT pipeline.drop_kafka_source('folded');
 SELECT pipeline.alter_kafka_source('ev', '{"partitions": [2, 0, 2]}');
 SELECT partitions FROM pipeline.kafka_sources WHERE name = 'ev';
