@@ -1091,6 +1091,9 @@ BEGIN
                                ELSE 'the query has several time keys' END,
                 HINT = 'Group by a time bucket such as date_trunc(''minute'', ts) AS minute, and name it with the option time_key if there are several.';
         END IF;
+        RAISE NOTICE USING
+            MESSAGE = 'allowed_lateness applies to rows folded from Kafka sources that keep no rows',
+            HINT = 'Rows inserted into the table always merge into their bucket; create the Kafka source with {"store_rows": false}.';
     END IF;
     IF NOT pg_catalog.has_table_privilege(d.source, 'TRIGGER') THEN
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
