@@ -1497,6 +1497,11 @@ FoldAsOwner(int64 id, Oid owner, FoldKind kind, Oid table, TriggerData *trigdata
 	 * Whoever writes the table, the aggregate is read and written as its
 	 * owner; the definition itself is visible only to that role.
 	 */
+	if (!OidIsValid(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("aggregate " INT64_FORMAT " does not exist", id),
+				 errhint("Drop the leftover trigger pipeline_aggregate_" INT64_FORMAT "_* of this table.", id)));
 	if (kind == FOLD_BACKFILL && !has_privs_of_role(GetUserId(), owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -1595,7 +1600,7 @@ pipeline_aggregate_trigger(PG_FUNCTION_ARGS)
 				 errmsg("trigger \"%s\" is not pg_pipeline's", trigdata->tg_trigger->tgname),
 				 errhint("Do not use pipeline.aggregate_trigger() directly: pipeline.create_aggregate creates its triggers.")));
 
-	FoldAsOwner(id, (Oid) pg_strtoint64(trigdata->tg_trigger->tgargs[1]), kind,
+	FoldAsOwner(id, PipelineCatalogOwner("aggregates", id), kind,
 				RelationGetRelid(trigdata->tg_relation), trigdata, NULL, NULL);
 	return PointerGetDatum(NULL);
 }
@@ -1661,7 +1666,8 @@ PipelineFoldIntoAggregates(Oid target, Relation staging)
 		}
 		if (tuplestore_tuple_count(rows) == 0)
 			break;
-		FoldAsOwner(pg_strtoint64(trigger->tgargs[0]), (Oid) pg_strtoint64(trigger->tgargs[1]),
+		FoldAsOwner(pg_strtoint64(trigger->tgargs[0]),
+					PipelineCatalogOwner("aggregates", pg_strtoint64(trigger->tgargs[0])),
 					FOLD_ROWS, target, NULL, rows, RelationGetDescr(staging));
 	}
 	if (rows)

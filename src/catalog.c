@@ -12,7 +12,10 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -80,6 +83,50 @@ GetDatum(HeapTuple tuple, TupleDesc desc, int attno, bool *isnull)
 }
 
 /* A text[] as C strings, in the current memory context */
+/*
+ * The owner of row "id" of pipeline.<table> (aggregates, reports), or
+ * InvalidOid.  Triggers fire as whoever writes a table, to whom row-level
+ * security hides the definition, so the catalog is read directly here; the
+ * owner is a role name in dumps, so it survives pg_dump/pg_restore into
+ * another cluster, where a role's OID differs.
+ */
+Oid
+PipelineCatalogOwner(const char *table, int64 id)
+{
+	Oid			relid = get_relname_relid(table, get_namespace_oid("pipeline", false));
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	Snapshot	snapshot;
+	AttrNumber	id_attnum;
+	AttrNumber	owner_attnum;
+	Oid			owner = InvalidOid;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "catalog table pipeline.%s is missing", table);
+	id_attnum = get_attnum(relid, "id");
+	owner_attnum = get_attnum(relid, "owner");
+	rel = table_open(relid, AccessShareLock);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		if (DatumGetInt64(slot_getattr(slot, id_attnum, &isnull)) == id)
+		{
+			owner = DatumGetObjectId(slot_getattr(slot, owner_attnum, &isnull));
+			break;
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+	return owner;
+}
+
 void
 PipelineSplitTextArray(Datum array, int *n, char ***out)
 {

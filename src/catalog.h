@@ -57,6 +57,7 @@ typedef struct KafkaSourceWorkers
 extern void PipelineSpiBegin(void);
 extern void PipelineSpiCommit(void);
 extern void PipelineSplitTextArray(Datum array, int *n, char ***out);
+extern Oid	PipelineCatalogOwner(const char *table, int64 id);
 extern KafkaSourceDef *PipelineLoadKafkaSource(int64 source_id);
 extern List *PipelineLoadEnabledKafkaSources(void);
 extern bool PipelineLoadKafkaOffset(int64 source_id, int32 partition, int64 *next_offset);

@@ -24,6 +24,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "catalog.h"
 #include "report.h"
 
 PG_FUNCTION_INFO_V1(pipeline_report_input_trigger);
@@ -73,7 +74,8 @@ pipeline_report_input_trigger(PG_FUNCTION_ARGS)
 				 errmsg("pipeline.report_input_trigger() must be fired by pg_pipeline's statement triggers"),
 				 errhint("Do not use it directly: pipeline.create_report creates its triggers.")));
 	report_id = pg_strtoint64(trigdata->tg_trigger->tgargs[0]);
-	owner = (Oid) pg_strtoint64(trigdata->tg_trigger->tgargs[1]);
+	/* the second argument, the owner's OID at creation, is not trusted: dumps restore it as is */
+	owner = PipelineCatalogOwner("reports", report_id);
 	event = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? 0 :
 		TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? 1 :
 		TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? 2 : 3;
@@ -85,6 +87,11 @@ pipeline_report_input_trigger(PG_FUNCTION_ARGS)
 				 errmsg("trigger \"%s\" is not pg_pipeline's", trigdata->tg_trigger->tgname),
 				 errhint("Do not use pipeline.report_input_trigger() directly: pipeline.create_report creates its triggers.")));
 
+	if (!OidIsValid(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("report " INT64_FORMAT " does not exist", report_id),
+				 errhint("Drop the leftover trigger \"%s\" of this table.", trigdata->tg_trigger->tgname)));
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
