@@ -812,6 +812,7 @@ StoreBatch(void)
 	ListCell   *lc;
 	bool		stop = strcmp(source->on_error, "stop") == 0;
 	bool		keep = strcmp(source->on_error, "dead_letter") == 0;
+	int64		now_second;
 
 	PipelineSpiBegin();
 	MemoryContextSwitchTo(batch_context);
@@ -880,6 +881,8 @@ StoreBatch(void)
 									 msg->payload, msg->payload_len, bad->error, bad->sqlstate);
 	}
 
+	/* the batch's second: its rate bucket, read into the minute sums and filled after the commit */
+	now_second = (int64) (GetCurrentTimestamp() / USECS_PER_SEC);
 	{
 		int32	   *parts = palloc(sizeof(int32) * npartitions);
 		int64	   *expected = palloc(sizeof(int64) * npartitions);
@@ -887,7 +890,6 @@ StoreBatch(void)
 		int64	   *high = palloc(sizeof(int64) * npartitions);
 		int64	   *minute_messages = palloc(sizeof(int64) * npartitions);
 		int64	   *minute_bytes = palloc(sizeof(int64) * npartitions);
-		int64		now = (int64) (GetCurrentTimestamp() / USECS_PER_SEC);
 		int			n = 0;
 
 		for (int i = 0; i < npartitions; i++)
@@ -908,7 +910,7 @@ StoreBatch(void)
 			minute_bytes[n] = ps->batch_bytes;
 			for (int s = 0; s < RATE_WINDOW_SECONDS; s++)
 			{
-				if (ps->rate_second[s] > now - RATE_WINDOW_SECONDS)
+				if (ps->rate_second[s] > now_second - RATE_WINDOW_SECONDS)
 				{
 					minute_messages[n] += ps->rate_messages[s];
 					minute_bytes[n] += ps->rate_bytes[s];
@@ -930,13 +932,12 @@ StoreBatch(void)
 
 		if (ps->in_batch)
 		{
-			int64		now = (int64) (GetCurrentTimestamp() / USECS_PER_SEC);
-			int			slot = now % RATE_WINDOW_SECONDS;
+			int			slot = now_second % RATE_WINDOW_SECONDS;
 
 			ps->committed = ps->batch_next;
-			if (ps->rate_second[slot] != now)
+			if (ps->rate_second[slot] != now_second)
 			{
-				ps->rate_second[slot] = now;
+				ps->rate_second[slot] = now_second;
 				ps->rate_messages[slot] = 0;
 				ps->rate_bytes[slot] = 0;
 			}

@@ -31,16 +31,15 @@ PG_FUNCTION_INFO_V1(pipeline_report_input_trigger);
 
 /* Mark the partitions of the rows in one transition table dirty */
 static void
-MarkPartitions(int64 report_id, const char *expression, const char *rows)
+MarkPartitions(int64 report_id, Oid owner, const char *expression, const char *rows)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		args[1] = {Int64GetDatum(report_id)};
+	Oid			argtypes[2] = {INT8OID, OIDOID};
+	Datum		args[2] = {Int64GetDatum(report_id), ObjectIdGetDatum(owner)};
 	char	   *sql = psprintf("INSERT INTO pipeline.report_dirty (report_id, owner, part) "
-							   "SELECT DISTINCT $1, (SELECT r.owner FROM pipeline.reports r "
-							   "WHERE r.id OPERATOR(pg_catalog.=) $1), (%s)::text FROM %s src",
+							   "SELECT DISTINCT $1, $2::pg_catalog.regrole, (%s)::text FROM %s src",
 							   expression, rows);
 
-	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args(sql, 2, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not mark the changed partitions of report " INT64_FORMAT, report_id);
 }
 
@@ -143,9 +142,9 @@ pipeline_report_input_trigger(PG_FUNCTION_ARGS)
 	else
 	{
 		if (trigdata->tg_newtable)
-			MarkPartitions(report_id, expression, "pipeline_new");
+			MarkPartitions(report_id, owner, expression, "pipeline_new");
 		if (trigdata->tg_oldtable)
-			MarkPartitions(report_id, expression, "pipeline_old");
+			MarkPartitions(report_id, owner, expression, "pipeline_old");
 	}
 	AtEOXact_GUC(true, nestlevel);
 	SPI_finish();
