@@ -20,6 +20,9 @@ OBJS = \
 	src/kafka_source.o \
 	src/aggregate.o \
 	src/report.o \
+	src/fraud_simulator.o \
+	src/fraud_scorer.o \
+	src/fraud_model.o \
 	src/schedule.o \
 	src/scheduler.o \
 	src/job_worker.o

@@ -3042,3 +3042,798 @@ COMMENT ON VIEW pipeline.report_status IS
     'one row per report: when it was refreshed, how many partitions changed since, and its latest refresh';
 REVOKE ALL ON pipeline.report_status FROM PUBLIC;
 GRANT SELECT ON pipeline.report_status TO PUBLIC;
+
+-- Fraud scoring ------------------------------------------------------------
+-- A scorer watches a table of card transactions: a statement trigger scores
+-- every inserted row in the writer's transaction (src/fraud_scorer.c), and
+-- writes <name>_scores, <name>_alerts and <name>_state beside the table;
+-- <name>_labels takes confirmed frauds (from any insert, or a Kafka source).
+
+CREATE SEQUENCE pipeline.fraud_scorer_id_seq;
+CREATE SEQUENCE pipeline.fraud_rule_id_seq;
+
+CREATE TABLE pipeline.fraud_scorers (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.fraud_scorer_id_seq'),
+    name text NOT NULL UNIQUE,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    source regclass NOT NULL,
+    id_column text NOT NULL,
+    customer_column text NOT NULL,
+    terminal_column text NOT NULL,
+    amount_column text NOT NULL,
+    time_column text NOT NULL,
+    label_column text,          -- a label carried by each row, seen only after label_delay
+    label_delay interval NOT NULL,
+    alert_threshold double precision NOT NULL,
+    notify_channel text,
+    time_zone text NOT NULL,    -- the creator's: weekend and night are local
+    scores regclass NOT NULL,
+    alerts regclass NOT NULL,
+    labels regclass NOT NULL,
+    state regclass NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE pipeline.fraud_scorers IS
+    'fraud scorers: the transactions table each scores, its columns, and the tables it writes';
+
+CREATE TABLE pipeline.fraud_models (
+    scorer_id bigint NOT NULL REFERENCES pipeline.fraud_scorers (id) ON DELETE CASCADE,
+    version integer NOT NULL,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    features text[] NOT NULL,
+    means double precision[] NOT NULL,
+    stds double precision[] NOT NULL,
+    weights double precision[] NOT NULL,
+    intercept double precision NOT NULL,
+    active boolean NOT NULL DEFAULT false,
+    training jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (scorer_id, version),
+    CHECK (pg_catalog.cardinality(means) OPERATOR(pg_catalog.=) pg_catalog.cardinality(features)
+           AND pg_catalog.cardinality(stds) OPERATOR(pg_catalog.=) pg_catalog.cardinality(features)
+           AND pg_catalog.cardinality(weights) OPERATOR(pg_catalog.=) pg_catalog.cardinality(features)
+           AND pg_catalog.array_position(means, NULL) IS NULL
+           AND pg_catalog.array_position(stds, NULL) IS NULL
+           AND pg_catalog.array_position(weights, NULL) IS NULL)
+);
+CREATE UNIQUE INDEX ON pipeline.fraud_models (scorer_id) WHERE active;
+COMMENT ON TABLE pipeline.fraud_models IS
+    'versions of each fraud scorer''s logistic model: standardisation, weights, and which one scores';
+
+CREATE TABLE pipeline.fraud_rules (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.fraud_rule_id_seq'),
+    scorer_id bigint NOT NULL REFERENCES pipeline.fraud_scorers (id) ON DELETE CASCADE,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    name text NOT NULL,
+    group_by text NOT NULL,
+    aggregate text NOT NULL,
+    window_length interval NOT NULL,
+    operator text NOT NULL,
+    threshold double precision NOT NULL,
+    weight double precision NOT NULL DEFAULT 0,
+    action text NOT NULL DEFAULT 'alert',
+    enabled boolean NOT NULL DEFAULT true,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    UNIQUE (scorer_id, name),
+    CHECK (group_by OPERATOR(pg_catalog.=) ANY (ARRAY['customer', 'terminal'])),
+    CHECK (aggregate OPERATOR(pg_catalog.=) ANY (ARRAY['count', 'sum', 'avg', 'max', 'min'])),
+    CHECK (operator OPERATOR(pg_catalog.=) ANY (ARRAY['>', '>=', '<', '<=', '=', '<>'])),
+    CHECK (action OPERATOR(pg_catalog.=) ANY (ARRAY['alert', 'review', 'block']))
+);
+COMMENT ON TABLE pipeline.fraud_rules IS
+    'rules of fraud scorers: an aggregate of a card''s or terminal''s transactions over a window, compared with a limit';
+
+ALTER TABLE pipeline.fraud_scorers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pipeline.fraud_models ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pipeline.fraud_rules ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_only ON pipeline.fraud_scorers
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
+CREATE POLICY owner_only ON pipeline.fraud_models
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    -- rows only for one's own scorers, as their owner
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE')
+                AND EXISTS (SELECT FROM pipeline.fraud_scorers p WHERE p.id OPERATOR(pg_catalog.=) scorer_id
+                                                    AND p.owner OPERATOR(pg_catalog.=) owner));
+CREATE POLICY owner_only ON pipeline.fraud_rules
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE')
+                AND EXISTS (SELECT FROM pipeline.fraud_scorers p WHERE p.id OPERATOR(pg_catalog.=) scorer_id
+                                                    AND p.owner OPERATOR(pg_catalog.=) owner));
+REVOKE ALL ON pipeline.fraud_scorers, pipeline.fraud_models, pipeline.fraud_rules FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON pipeline.fraud_scorers, pipeline.fraud_models,
+                                        pipeline.fraud_rules TO PUBLIC;
+REVOKE ALL ON SEQUENCE pipeline.fraud_scorer_id_seq, pipeline.fraud_rule_id_seq FROM PUBLIC;
+GRANT USAGE ON SEQUENCE pipeline.fraud_scorer_id_seq, pipeline.fraud_rule_id_seq TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.fraud_scorers', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.fraud_models', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.fraud_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.fraud_scorer_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.fraud_rule_id_seq', '');
+
+CREATE FUNCTION pipeline.simulate_transactions(
+    customers integer DEFAULT 5000,
+    terminals integer DEFAULT 10000,
+    days integer DEFAULT 183,
+    seed bigint DEFAULT 0,
+    start_date date DEFAULT '2018-04-01')
+RETURNS TABLE (transaction_id bigint, tx_time timestamp, customer_id bigint, terminal_id bigint,
+               amount numeric, is_fraud boolean, fraud_scenario integer)
+LANGUAGE c STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_simulate_transactions';
+COMMENT ON FUNCTION pipeline.simulate_transactions(integer, integer, integer, bigint, date) IS
+    'simulated card transactions in time order, with the Fraud Detection Handbook''s model and its three fraud scenarios (seeded)';
+REVOKE ALL ON FUNCTION pipeline.simulate_transactions(integer, integer, integer, bigint, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.simulate_transactions(integer, integer, integer, bigint, date) TO PUBLIC;
+
+CREATE FUNCTION pipeline.fraud_feature_names()
+RETURNS text[]
+LANGUAGE c IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_fraud_feature_names';
+COMMENT ON FUNCTION pipeline.fraud_feature_names() IS
+    'the features a fraud scorer computes for each transaction, in the order of its feature vectors and model weights';
+REVOKE ALL ON FUNCTION pipeline.fraud_feature_names() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.fraud_feature_names() TO PUBLIC;
+
+CREATE FUNCTION pipeline.fraud_state_bytes(per_card boolean)
+RETURNS integer
+LANGUAGE c IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_fraud_state_bytes';
+COMMENT ON FUNCTION pipeline.fraud_state_bytes(boolean) IS
+    'bytes of state a fraud scorer keeps per card (true) or per terminal (false), before rule windows';
+REVOKE ALL ON FUNCTION pipeline.fraud_state_bytes(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.fraud_state_bytes(boolean) TO PUBLIC;
+
+CREATE FUNCTION pipeline.fraud_score_trigger()
+RETURNS trigger
+LANGUAGE c
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_fraud_score_trigger';
+COMMENT ON FUNCTION pipeline.fraud_score_trigger() IS
+    'trigger: scores the transactions a statement inserted (created by pipeline.create_fraud_scorer)';
+REVOKE ALL ON FUNCTION pipeline.fraud_score_trigger() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.fraud_score_trigger() TO PUBLIC;
+
+CREATE FUNCTION pipeline.fraud_label_trigger()
+RETURNS trigger
+LANGUAGE c
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_fraud_label_trigger';
+COMMENT ON FUNCTION pipeline.fraud_label_trigger() IS
+    'trigger: applies the labels a statement inserted to terminal risk, scores and alerts (created by pipeline.create_fraud_scorer)';
+REVOKE ALL ON FUNCTION pipeline.fraud_label_trigger() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.fraud_label_trigger() TO PUBLIC;
+
+CREATE FUNCTION pipeline.fraud_fit_logistic(
+    scores regclass, from_time timestamptz, to_time timestamptz, c double precision, max_iterations integer,
+    OUT means double precision[], OUT stds double precision[], OUT intercept double precision,
+    OUT weights double precision[], OUT iterations integer, OUT training_rows bigint,
+    OUT frauds bigint, OUT converged boolean)
+RETURNS record
+LANGUAGE c STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_fraud_fit_logistic';
+COMMENT ON FUNCTION pipeline.fraud_fit_logistic(regclass, timestamptz, timestamptz, double precision, integer) IS
+    'fits a logistic regression (Newton''s method, L2 penalty 1/(2c), standardised features) on a scores table''s rows in a period';
+REVOKE ALL ON FUNCTION pipeline.fraud_fit_logistic(regclass, timestamptz, timestamptz, double precision, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.fraud_fit_logistic(regclass, timestamptz, timestamptz, double precision, integer) TO PUBLIC;
+
+-- Raises the error for an unknown scorer (others' scorers are invisible too)
+CREATE FUNCTION pipeline.fraud_scorer_id(scorer_name text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_id bigint;
+BEGIN
+    SELECT s.id INTO found_id FROM pipeline.fraud_scorers s WHERE s.name OPERATOR(pg_catalog.=) scorer_name;
+    IF found_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('fraud scorer "%s" does not exist', scorer_name),
+            HINT = 'SELECT name FROM pipeline.fraud_scorers lists the scorers you own.';
+    END IF;
+    RETURN found_id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.fraud_scorer_id(text) IS 'the id of a fraud scorer you own, or an error';
+REVOKE ALL ON FUNCTION pipeline.fraud_scorer_id(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.fraud_scorer_id(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.create_fraud_scorer(name text, source regclass, options jsonb DEFAULT '{}')
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    id_column text := COALESCE(options->>'id_column', 'transaction_id');
+    customer_column text := COALESCE(options->>'customer_column', 'customer_id');
+    terminal_column text := COALESCE(options->>'terminal_column', 'terminal_id');
+    amount_column text := COALESCE(options->>'amount_column', 'amount');
+    time_column text := COALESCE(options->>'time_column', 'tx_time');
+    label_column text := options->>'label_column';
+    delay interval;
+    threshold double precision;
+    channel text := CASE WHEN options ? 'notify_channel' THEN options->>'notify_channel'
+                         ELSE 'pipeline_fraud_alerts' END;
+    prefix text := COALESCE(options->>'output', name);
+    schema_name text;
+    time_type regtype;
+    t regtype;
+    c text;
+    new_id bigint;
+    scores_table regclass;
+    alerts_table regclass;
+    labels_table regclass;
+    state_table regclass;
+BEGIN
+    IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' OR name ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'fraud scorer name must not be empty or hold control characters',
+            HINT = 'Give the scorer a name, for example ''cards''.';
+    END IF;
+    IF source IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'a fraud scorer needs a transactions table',
+            HINT = 'For example pipeline.create_fraud_scorer(''cards'', ''card_transactions'').';
+    END IF;
+    PERFORM pipeline.check_kafka_settings(options, ARRAY['id_column', 'customer_column', 'terminal_column',
+        'amount_column', 'time_column', 'label_column', 'label_delay', 'alert_threshold',
+        'notify_channel', 'output']);
+    IF (SELECT r.relkind FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) source) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+            MESSAGE = pg_catalog.format('%s is not a table', source),
+            HINT = 'A fraud scorer watches the inserts into a table, for example the target of a Kafka source.';
+    END IF;
+    IF NOT pg_catalog.has_table_privilege(source, 'TRIGGER') THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = pg_catalog.format('permission denied to watch table %s', source),
+            HINT = 'A scorer follows its table with a trigger: its owner must grant you TRIGGER on it.';
+    END IF;
+    BEGIN
+        delay := COALESCE(options->>'label_delay', '7 days')::interval;
+        threshold := COALESCE(options->>'alert_threshold', '0.5')::double precision;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid label_delay or alert_threshold: %s', SQLERRM),
+            HINT = 'Give label_delay as an interval (''7 days'') and alert_threshold as a number between 0 and 1.';
+    END;
+    IF delay OPERATOR(pg_catalog.<) '0'::interval OR delay OPERATOR(pg_catalog.>) '366 days'::interval
+       OR NOT threshold BETWEEN 0 AND 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'label_delay must be between 0 and 366 days and alert_threshold between 0 and 1',
+            HINT = 'The label delay is how long frauds take to be confirmed (the Handbook uses 7 days).';
+    END IF;
+    IF channel OPERATOR(pg_catalog.=) '' OR pg_catalog.length(channel) OPERATOR(pg_catalog.>) 63 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'notify_channel must be 1 to 63 characters',
+            HINT = 'Name a channel to LISTEN on, or give null to send no notifications.';
+    END IF;
+
+    -- the columns exist and have types the scorer reads
+    FOREACH c IN ARRAY ARRAY[id_column, customer_column, terminal_column] LOOP
+        t := pipeline.target_column_type(source, c);
+        IF t NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
+            RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                MESSAGE = pg_catalog.format('column "%s" must be an integer, not %s', c, t),
+                HINT = 'Transaction, card and terminal ids are integers (smallint, integer or bigint).';
+        END IF;
+    END LOOP;
+    t := pipeline.target_column_type(source, amount_column);
+    IF t NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype, 'numeric'::regtype,
+                 'real'::regtype, 'double precision'::regtype) THEN
+        RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+            MESSAGE = pg_catalog.format('column "%s" must be a number, not %s', amount_column, t),
+            HINT = 'The amount is numeric, an integer or a floating-point number.';
+    END IF;
+    time_type := pipeline.target_column_type(source, time_column);
+    IF time_type NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype) THEN
+        RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+            MESSAGE = pg_catalog.format('column "%s" must be a timestamp, not %s', time_column, time_type),
+            HINT = 'The time of a transaction is a timestamptz (or a timestamp in local time).';
+    END IF;
+    IF label_column IS NOT NULL AND pipeline.target_column_type(source, label_column) OPERATOR(pg_catalog.<>) 'boolean'::regtype THEN
+        RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+            MESSAGE = pg_catalog.format('column "%s" must be a boolean', label_column),
+            HINT = 'label_column names a boolean column: true for a fraud, seen by terminal risk only after label_delay.';
+    END IF;
+
+    -- the output tables, beside the source, owned by the creator
+    SELECT n.nspname INTO schema_name FROM pg_catalog.pg_class r
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) r.relnamespace
+     WHERE r.oid OPERATOR(pg_catalog.=) source;
+    BEGIN
+        EXECUTE pg_catalog.format('CREATE TABLE %I.%I (transaction_id bigint PRIMARY KEY, customer_id bigint NOT NULL, '
+            'terminal_id bigint NOT NULL, tx_time %s NOT NULL, amount double precision NOT NULL, '
+            'score double precision, features double precision[] NOT NULL, rules text[], label boolean, '
+            'model_version integer, scored_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp())',
+            schema_name, prefix OPERATOR(pg_catalog.||) '_scores', time_type);
+        scores_table := pg_catalog.format('%I.%I', schema_name, prefix OPERATOR(pg_catalog.||) '_scores')::regclass;
+        EXECUTE pg_catalog.format('CREATE INDEX ON %s (tx_time)', scores_table);
+        EXECUTE pg_catalog.format('CREATE INDEX ON %s (customer_id, tx_time)', scores_table);
+        EXECUTE pg_catalog.format('CREATE TABLE %I.%I (alert_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, '
+            'transaction_id bigint NOT NULL, customer_id bigint NOT NULL, terminal_id bigint NOT NULL, '
+            'tx_time %s NOT NULL, amount double precision NOT NULL, score double precision, action text NOT NULL, '
+            'reasons jsonb NOT NULL, raised_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(), outcome text)',
+            schema_name, prefix OPERATOR(pg_catalog.||) '_alerts', time_type);
+        alerts_table := pg_catalog.format('%I.%I', schema_name, prefix OPERATOR(pg_catalog.||) '_alerts')::regclass;
+        EXECUTE pg_catalog.format('CREATE INDEX ON %s (transaction_id)', alerts_table);
+        EXECUTE pg_catalog.format('CREATE INDEX ON %s (raised_at)', alerts_table);
+        EXECUTE pg_catalog.format('CREATE TABLE %I.%I (transaction_id bigint NOT NULL, is_fraud boolean NOT NULL DEFAULT true, '
+            'labelled_at timestamptz NOT NULL DEFAULT pg_catalog.now())',
+            schema_name, prefix OPERATOR(pg_catalog.||) '_labels');
+        labels_table := pg_catalog.format('%I.%I', schema_name, prefix OPERATOR(pg_catalog.||) '_labels')::regclass;
+        EXECUTE pg_catalog.format('CREATE TABLE %I.%I (kind "char" NOT NULL, entity bigint NOT NULL, state bytea NOT NULL, '
+            'PRIMARY KEY (kind, entity))', schema_name, prefix OPERATOR(pg_catalog.||) '_state');
+        state_table := pg_catalog.format('%I.%I', schema_name, prefix OPERATOR(pg_catalog.||) '_state')::regclass;
+    EXCEPTION WHEN duplicate_table THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_table',
+            MESSAGE = pg_catalog.format('a table named like the outputs of fraud scorer "%s" already exists: %s', name, SQLERRM),
+            HINT = 'Choose another scorer name, or give the tables another prefix with the option output.';
+    END;
+
+    BEGIN
+        INSERT INTO pipeline.fraud_scorers (name, source, id_column, customer_column, terminal_column, amount_column,
+                                            time_column, label_column, label_delay, alert_threshold, notify_channel,
+                                            time_zone, scores, alerts, labels, state)
+        VALUES (name, source, id_column, customer_column, terminal_column, amount_column, time_column, label_column,
+                delay, threshold, channel, pg_catalog.current_setting('TimeZone'),
+                scores_table, alerts_table, labels_table, state_table)
+        RETURNING id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = pg_catalog.format('fraud scorer "%s" already exists', name),
+            HINT = 'Fraud scorer names are shared by all roles: choose another name.';
+    END;
+    EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS pipeline_new '
+                              'FOR EACH STATEMENT EXECUTE FUNCTION pipeline.fraud_score_trigger(%L)',
+        'pipeline_fraud_' OPERATOR(pg_catalog.||) new_id OPERATOR(pg_catalog.||) '_score', source, new_id);
+    EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS pipeline_new '
+                              'FOR EACH STATEMENT EXECUTE FUNCTION pipeline.fraud_label_trigger(%L)',
+        'pipeline_fraud_' OPERATOR(pg_catalog.||) new_id OPERATOR(pg_catalog.||) '_label', labels_table, new_id);
+    RETURN scores_table;
+END
+$$;
+COMMENT ON FUNCTION pipeline.create_fraud_scorer(text, regclass, jsonb) IS
+    'scores every transaction inserted into a table, in the inserting transaction; creates <name>_scores, _alerts, _labels and _state beside it and returns the scores table';
+REVOKE ALL ON FUNCTION pipeline.create_fraud_scorer(text, regclass, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.create_fraud_scorer(text, regclass, jsonb) TO PUBLIC;
+
+CREATE FUNCTION pipeline.drop_fraud_scorer(name text, keep_tables boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    s pipeline.fraud_scorers;
+BEGIN
+    SELECT * INTO s FROM pipeline.fraud_scorers f WHERE f.id OPERATOR(pg_catalog.=) pipeline.fraud_scorer_id(name);
+    EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
+        'pipeline_fraud_' OPERATOR(pg_catalog.||) s.id OPERATOR(pg_catalog.||) '_score', s.source);
+    IF keep_tables THEN
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
+            'pipeline_fraud_' OPERATOR(pg_catalog.||) s.id OPERATOR(pg_catalog.||) '_label', s.labels);
+    ELSE
+        EXECUTE pg_catalog.format('DROP TABLE %s, %s, %s, %s', s.scores, s.alerts, s.labels, s.state);
+    END IF;
+    DELETE FROM pipeline.fraud_scorers f WHERE f.id OPERATOR(pg_catalog.=) s.id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.drop_fraud_scorer(text, boolean) IS
+    'drops a fraud scorer, its models and rules, and its tables (unless keep_tables)';
+REVOKE ALL ON FUNCTION pipeline.drop_fraud_scorer(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.drop_fraud_scorer(text, boolean) TO PUBLIC;
+
+CREATE FUNCTION pipeline.reset_fraud_scorer(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    s pipeline.fraud_scorers;
+BEGIN
+    SELECT * INTO s FROM pipeline.fraud_scorers f WHERE f.id OPERATOR(pg_catalog.=) pipeline.fraud_scorer_id(name);
+    EXECUTE pg_catalog.format('TRUNCATE %s, %s, %s, %s', s.scores, s.alerts, s.labels, s.state);
+END
+$$;
+COMMENT ON FUNCTION pipeline.reset_fraud_scorer(text) IS
+    'forgets what a fraud scorer learnt from its stream: empties its scores, alerts, labels and per-card and per-terminal state (models and rules stay)';
+REVOKE ALL ON FUNCTION pipeline.reset_fraud_scorer(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.reset_fraud_scorer(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.train_fraud_model(
+    name text, from_time timestamptz, to_time timestamptz, options jsonb DEFAULT '{}')
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    s pipeline.fraud_scorers;
+    fit record;
+    c double precision;
+    iterations integer;
+    activate boolean;
+    new_version integer;
+BEGIN
+    SELECT * INTO s FROM pipeline.fraud_scorers f WHERE f.id OPERATOR(pg_catalog.=) pipeline.fraud_scorer_id(name);
+    PERFORM pipeline.check_kafka_settings(options, ARRAY['c', 'max_iterations', 'activate']);
+    IF from_time IS NULL OR to_time IS NULL OR from_time OPERATOR(pg_catalog.>=) to_time THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'the training period must have a start before its end',
+            HINT = 'For example pipeline.train_fraud_model(''cards'', ''2018-07-25'', ''2018-08-01'').';
+    END IF;
+    BEGIN
+        c := COALESCE(options->>'c', '1')::double precision;
+        iterations := COALESCE(options->>'max_iterations', '100')::integer;
+        activate := COALESCE(options->>'activate', 'true')::boolean;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid training option: %s', SQLERRM),
+            HINT = 'c is a positive number, max_iterations an integer, activate a boolean.';
+    END;
+    fit := pipeline.fraud_fit_logistic(s.scores, from_time, to_time, c, iterations);
+    -- versions are per scorer; the lock keeps two trainings from taking the same number
+    PERFORM pg_catalog.pg_advisory_xact_lock(1886546035, s.id::integer);
+    SELECT COALESCE(pg_catalog.max(m.version), 0) OPERATOR(pg_catalog.+) 1 INTO new_version
+      FROM pipeline.fraud_models m WHERE m.scorer_id OPERATOR(pg_catalog.=) s.id;
+    IF activate THEN
+        UPDATE pipeline.fraud_models m SET active = false
+         WHERE m.scorer_id OPERATOR(pg_catalog.=) s.id AND m.active;
+    END IF;
+    INSERT INTO pipeline.fraud_models (scorer_id, version, owner, features, means, stds, weights, intercept, active, training)
+    VALUES (s.id, new_version, s.owner, pipeline.fraud_feature_names(), fit.means, fit.stds, fit.weights, fit.intercept,
+            activate, pg_catalog.jsonb_build_object('from', from_time, 'to', to_time, 'c', c,
+                'iterations', fit.iterations, 'converged', fit.converged,
+                'rows', fit.training_rows, 'frauds', fit.frauds));
+    RETURN new_version;
+END
+$$;
+COMMENT ON FUNCTION pipeline.train_fraud_model(text, timestamptz, timestamptz, jsonb) IS
+    'trains a new version of a fraud scorer''s logistic model on the transactions it scored in a period (labels as known now) and, unless activate is false, scores with it from the next batch';
+REVOKE ALL ON FUNCTION pipeline.train_fraud_model(text, timestamptz, timestamptz, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.train_fraud_model(text, timestamptz, timestamptz, jsonb) TO PUBLIC;
+
+CREATE FUNCTION pipeline.activate_fraud_model(name text, version integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    scorer bigint := pipeline.fraud_scorer_id(name);
+BEGIN
+    IF NOT EXISTS (SELECT FROM pipeline.fraud_models m WHERE m.scorer_id OPERATOR(pg_catalog.=) scorer
+                                                    AND m.version OPERATOR(pg_catalog.=) activate_fraud_model.version) THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('fraud scorer "%s" has no model version %s', name, version),
+            HINT = 'SELECT version FROM pipeline.fraud_models lists the versions.';
+    END IF;
+    UPDATE pipeline.fraud_models m SET active = (m.version OPERATOR(pg_catalog.=) activate_fraud_model.version)
+     WHERE m.scorer_id OPERATOR(pg_catalog.=) scorer
+       AND m.active IS DISTINCT FROM (m.version OPERATOR(pg_catalog.=) activate_fraud_model.version);
+END
+$$;
+COMMENT ON FUNCTION pipeline.activate_fraud_model(text, integer) IS
+    'makes a model version the one a fraud scorer scores with, from its next batch';
+REVOKE ALL ON FUNCTION pipeline.activate_fraud_model(text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.activate_fraud_model(text, integer) TO PUBLIC;
+
+CREATE FUNCTION pipeline.export_fraud_model(name text, version integer DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    m pipeline.fraud_models;
+BEGIN
+    SELECT * INTO m FROM pipeline.fraud_models f
+     WHERE f.scorer_id OPERATOR(pg_catalog.=) pipeline.fraud_scorer_id(name)
+       AND CASE WHEN export_fraud_model.version IS NULL THEN f.active
+                ELSE f.version OPERATOR(pg_catalog.=) export_fraud_model.version END;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('fraud scorer "%s" has no %s', name,
+                COALESCE('model version ' OPERATOR(pg_catalog.||) version, 'active model')),
+            HINT = 'Train one with pipeline.train_fraud_model, or import one with pipeline.import_fraud_model.';
+    END IF;
+    RETURN pg_catalog.jsonb_build_object('format', 'pg_pipeline logistic model', 'format_version', 1,
+        'version', m.version, 'features', m.features, 'means', m.means, 'stds', m.stds,
+        'weights', m.weights, 'intercept', m.intercept, 'training', m.training);
+END
+$$;
+COMMENT ON FUNCTION pipeline.export_fraud_model(text, integer) IS
+    'a fraud scorer''s model (the active one, or a version) as JSON: features, standardisation, weights, intercept';
+REVOKE ALL ON FUNCTION pipeline.export_fraud_model(text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.export_fraud_model(text, integer) TO PUBLIC;
+
+CREATE FUNCTION pipeline.import_fraud_model(name text, model jsonb, activate boolean DEFAULT true)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    scorer bigint := pipeline.fraud_scorer_id(name);
+    names text[] := pipeline.fraud_feature_names();
+    given text[];
+    means double precision[];
+    stds double precision[];
+    weights double precision[];
+    intercept double precision;
+    position integer;
+    new_version integer;
+    feature text;
+BEGIN
+    IF model IS NULL OR pg_catalog.jsonb_typeof(model) OPERATOR(pg_catalog.<>) 'object'
+       OR pg_catalog.jsonb_typeof(model->'features') IS DISTINCT FROM 'array'
+       OR pg_catalog.jsonb_typeof(model->'means') IS DISTINCT FROM 'array'
+       OR pg_catalog.jsonb_typeof(model->'stds') IS DISTINCT FROM 'array'
+       OR pg_catalog.jsonb_typeof(model->'weights') IS DISTINCT FROM 'array'
+       OR pg_catalog.jsonb_typeof(model->'intercept') IS DISTINCT FROM 'number' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'a model must be a JSON object with the arrays features, means, stds and weights and the number intercept',
+            HINT = 'Import what pipeline.export_fraud_model returns.';
+    END IF;
+    BEGIN
+        given := ARRAY(SELECT pg_catalog.jsonb_array_elements_text(model->'features'));
+        intercept := (model->>'intercept')::double precision;
+        -- the weights in the scorer's feature order, whatever the order given
+        FOREACH feature IN ARRAY names LOOP
+            position := pg_catalog.array_position(given, feature);
+            IF position IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = pg_catalog.format('the model has no weight for feature "%s"', feature),
+                    HINT = 'A model needs every feature of pipeline.fraud_feature_names().';
+            END IF;
+            means := means OPERATOR(pg_catalog.||) ((model->'means'->>(position OPERATOR(pg_catalog.-) 1))::double precision);
+            stds := stds OPERATOR(pg_catalog.||) ((model->'stds'->>(position OPERATOR(pg_catalog.-) 1))::double precision);
+            weights := weights OPERATOR(pg_catalog.||) ((model->'weights'->>(position OPERATOR(pg_catalog.-) 1))::double precision);
+        END LOOP;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('the model holds a value that is not a number: %s', SQLERRM),
+            HINT = 'means, stds and weights are arrays of numbers, one per feature.';
+    END;
+    IF pg_catalog.cardinality(given) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(names)
+       OR pg_catalog.jsonb_array_length(model->'means') OPERATOR(pg_catalog.<>) pg_catalog.cardinality(names)
+       OR pg_catalog.jsonb_array_length(model->'stds') OPERATOR(pg_catalog.<>) pg_catalog.cardinality(names)
+       OR pg_catalog.jsonb_array_length(model->'weights') OPERATOR(pg_catalog.<>) pg_catalog.cardinality(names)
+       OR pg_catalog.array_position(means, NULL) IS NOT NULL
+       OR pg_catalog.array_position(stds, NULL) IS NOT NULL
+       OR pg_catalog.array_position(weights, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('a model has exactly %s features, each with a mean, a standard deviation and a weight',
+                                        pg_catalog.cardinality(names)),
+            HINT = 'Import what pipeline.export_fraud_model returns.';
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.unnest(stds) d WHERE NOT d OPERATOR(pg_catalog.>) 0 OR d OPERATOR(pg_catalog.=) 'infinity')
+       OR EXISTS (SELECT FROM pg_catalog.unnest(means OPERATOR(pg_catalog.||) weights OPERATOR(pg_catalog.||) intercept) v
+                   WHERE v OPERATOR(pg_catalog.=) ANY (ARRAY['infinity', '-infinity', 'NaN']::double precision[])) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'a model''s standard deviations must be positive and its numbers finite',
+            HINT = 'Import what pipeline.export_fraud_model returns.';
+    END IF;
+    PERFORM pg_catalog.pg_advisory_xact_lock(1886546035, scorer::integer);
+    SELECT COALESCE(pg_catalog.max(m.version), 0) OPERATOR(pg_catalog.+) 1 INTO new_version
+      FROM pipeline.fraud_models m WHERE m.scorer_id OPERATOR(pg_catalog.=) scorer;
+    IF activate THEN
+        UPDATE pipeline.fraud_models m SET active = false WHERE m.scorer_id OPERATOR(pg_catalog.=) scorer AND m.active;
+    END IF;
+    INSERT INTO pipeline.fraud_models (scorer_id, version, owner, features, means, stds, weights, intercept, active, training)
+    SELECT scorer, new_version, s.owner, names, means, stds, weights, intercept, activate,
+           pg_catalog.jsonb_build_object('imported', COALESCE(model->'training', 'true'::jsonb))
+      FROM pipeline.fraud_scorers s WHERE s.id OPERATOR(pg_catalog.=) scorer;
+    RETURN new_version;
+END
+$$;
+COMMENT ON FUNCTION pipeline.import_fraud_model(text, jsonb, boolean) IS
+    'adds a model version from JSON (as pipeline.export_fraud_model writes it, features in any order) and by default scores with it';
+REVOKE ALL ON FUNCTION pipeline.import_fraud_model(text, jsonb, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.import_fraud_model(text, jsonb, boolean) TO PUBLIC;
+
+CREATE FUNCTION pipeline.add_fraud_rule(
+    scorer text, name text, group_by text, aggregate text, window_length interval, operator text,
+    threshold double precision, options jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    scorer_id bigint := pipeline.fraud_scorer_id(scorer);
+    new_id bigint;
+    weight double precision;
+    action text := COALESCE(options->>'action', 'alert');
+BEGIN
+    PERFORM pipeline.check_kafka_settings(options, ARRAY['weight', 'action']);
+    IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' OR name ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'rule name must not be empty or hold control characters',
+            HINT = 'Name the rule for the alerts that cite it, for example ''card_burst''.';
+    END IF;
+    IF group_by IS NULL OR NOT group_by OPERATOR(pg_catalog.=) ANY (ARRAY['customer', 'terminal']) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('unknown grouping "%s"', group_by),
+            HINT = 'A rule groups transactions by customer (the card) or by terminal.';
+    END IF;
+    IF aggregate IS NULL OR NOT aggregate OPERATOR(pg_catalog.=) ANY (ARRAY['count', 'sum', 'avg', 'max', 'min']) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('unknown rule aggregate "%s"', aggregate),
+            HINT = 'Use count, sum, avg, max or min (of the amounts in the window).';
+    END IF;
+    IF window_length IS NULL OR window_length OPERATOR(pg_catalog.<) '1 second'::interval
+       OR window_length OPERATOR(pg_catalog.>) '366 days'::interval THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'a rule''s window must be between 1 second and 366 days',
+            HINT = 'For example ''10 minutes''.';
+    END IF;
+    IF operator IS NULL OR NOT operator OPERATOR(pg_catalog.=) ANY (ARRAY['>', '>=', '<', '<=', '=', '<>']) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('unknown comparison "%s"', operator),
+            HINT = 'Use >, >=, <, <=, = or <>.';
+    END IF;
+    IF threshold IS NULL OR threshold OPERATOR(pg_catalog.=) ANY (ARRAY['infinity', '-infinity', 'NaN']::double precision[]) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'a rule''s threshold must be a finite number',
+            HINT = 'For example 5 (transactions) or 1000 (amount).';
+    END IF;
+    IF NOT action OPERATOR(pg_catalog.=) ANY (ARRAY['alert', 'review', 'block']) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('unknown rule action "%s"', action),
+            HINT = 'Use alert, review or block.';
+    END IF;
+    BEGIN
+        weight := COALESCE(options->>'weight', '0')::double precision;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid rule weight: %s', SQLERRM),
+            HINT = 'The weight is a number added to the model''s log-odds when the rule fires.';
+    END;
+    BEGIN
+        INSERT INTO pipeline.fraud_rules (scorer_id, owner, name, group_by, aggregate, window_length, operator,
+                                          threshold, weight, action)
+        SELECT scorer_id, s.owner, name, group_by, aggregate, window_length, operator, threshold, weight, action
+          FROM pipeline.fraud_scorers s WHERE s.id OPERATOR(pg_catalog.=) scorer_id
+        RETURNING id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = pg_catalog.format('fraud scorer "%s" already has a rule "%s"', scorer, name),
+            HINT = 'Drop it first with pipeline.drop_fraud_rule, or choose another name.';
+    END;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.add_fraud_rule(text, text, text, text, interval, text, double precision, jsonb) IS
+    'adds a rule to a fraud scorer, in effect from its next batch: an aggregate of a card''s or terminal''s amounts over a window (current transaction included) compared with a threshold; options weight and action';
+REVOKE ALL ON FUNCTION pipeline.add_fraud_rule(text, text, text, text, interval, text, double precision, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.add_fraud_rule(text, text, text, text, interval, text, double precision, jsonb) TO PUBLIC;
+
+CREATE FUNCTION pipeline.drop_fraud_rule(scorer text, name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM pipeline.fraud_rules r
+     WHERE r.scorer_id OPERATOR(pg_catalog.=) pipeline.fraud_scorer_id(scorer) AND r.name OPERATOR(pg_catalog.=) drop_fraud_rule.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('fraud scorer "%s" has no rule "%s"', scorer, name),
+            HINT = 'SELECT name FROM pipeline.fraud_rules lists the rules.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pipeline.drop_fraud_rule(text, text) IS
+    'removes a rule from a fraud scorer, from its next batch';
+REVOKE ALL ON FUNCTION pipeline.drop_fraud_rule(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.drop_fraud_rule(text, text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.evaluate_fraud_scorer(
+    name text, from_time timestamptz, to_time timestamptz, k integer DEFAULT 100,
+    known_since timestamptz DEFAULT NULL,
+    OUT transactions bigint, OUT frauds bigint, OUT auc double precision,
+    OUT average_precision double precision, OUT card_precision_at_k double precision)
+RETURNS record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    s pipeline.fraud_scorers;
+    local_time text;
+    test_set text;
+    day date;
+    detected bigint[] := '{}';
+    top record;
+    days integer := 0;
+    precision_sum double precision := 0;
+BEGIN
+    SELECT * INTO s FROM pipeline.fraud_scorers f WHERE f.id OPERATOR(pg_catalog.=) pipeline.fraud_scorer_id(name);
+    IF k IS NULL OR k OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'k must be at least 1',
+            HINT = 'Card precision@k counts the compromised cards among the k highest-scored each day; the Handbook uses 100.';
+    END IF;
+    -- days are the scorer's: a timestamptz in its time zone, a timestamp as it is
+    local_time := CASE WHEN pipeline.target_column_type(s.source, s.time_column)
+                            OPERATOR(pg_catalog.=) 'timestamp with time zone'::regtype
+                       THEN pg_catalog.format('(%%1$s.tx_time AT TIME ZONE %L)', s.time_zone)
+                       ELSE '%1$s.tx_time' END;
+    -- the scored transactions of the period, without the cards whose fraud
+    -- was known (label delay passed) before the day began
+    test_set := pg_catalog.format(
+        'SELECT t.customer_id, t.score, COALESCE(t.label, false) AS label, (%s)::date AS day FROM %s t '
+        'WHERE t.tx_time OPERATOR(pg_catalog.>=) %L AND t.tx_time OPERATOR(pg_catalog.<) %L AND t.score IS NOT NULL '
+        'AND NOT EXISTS (SELECT FROM %s k WHERE k.customer_id OPERATOR(pg_catalog.=) t.customer_id AND k.label '
+        'AND k.tx_time OPERATOR(pg_catalog.>=) %L '
+        'AND %s OPERATOR(pg_catalog.<) ((%s)::date OPERATOR(pg_catalog.-) %L::interval))',
+        pg_catalog.format(local_time, 't'), s.scores, from_time, to_time, s.scores,
+        COALESCE(known_since, '-infinity'), pg_catalog.format(local_time, 'k'),
+        pg_catalog.format(local_time, 't'), s.label_delay);
+
+    -- AUC: the Mann-Whitney statistic with average ranks for ties
+    EXECUTE pg_catalog.format(
+        'WITH t AS (%s), r AS (SELECT label, pg_catalog.rank() OVER (ORDER BY score) AS first_rank, '
+        'pg_catalog.count(*) OVER (PARTITION BY score) AS ties FROM t), '
+        'c AS (SELECT pg_catalog.count(*) FILTER (WHERE label)::double precision AS p, '
+        'pg_catalog.count(*) FILTER (WHERE NOT label)::double precision AS n, '
+        'pg_catalog.sum(first_rank OPERATOR(pg_catalog.+) ((ties OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog./) 2.0)) '
+        'FILTER (WHERE label)::double precision AS rank_sum FROM r) '
+        'SELECT (p OPERATOR(pg_catalog.+) n)::bigint, p::bigint, '
+        '(rank_sum OPERATOR(pg_catalog.-) ((p OPERATOR(pg_catalog.*) (p OPERATOR(pg_catalog.+) 1)) OPERATOR(pg_catalog./) 2)) '
+        'OPERATOR(pg_catalog./) NULLIF(p OPERATOR(pg_catalog.*) n, 0) FROM c', test_set)
+    INTO transactions, frauds, auc;
+
+    -- average precision: one step per distinct score, no interpolation
+    EXECUTE pg_catalog.format(
+        'WITH t AS (%s), g AS (SELECT score, pg_catalog.count(*) AS n, pg_catalog.count(*) FILTER (WHERE label) AS tp '
+        'FROM t GROUP BY score), c AS (SELECT tp, pg_catalog.sum(tp) OVER (ORDER BY score DESC) AS cum_tp, '
+        'pg_catalog.sum(n) OVER (ORDER BY score DESC) AS cum_n FROM g) '
+        'SELECT pg_catalog.sum(tp::double precision OPERATOR(pg_catalog.*) cum_tp OPERATOR(pg_catalog./) cum_n) '
+        'OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(tp), 0) FROM c', test_set)
+    INTO average_precision;
+
+    -- card precision@k, per day: cards detected on an earlier day are left out
+    FOR day IN EXECUTE pg_catalog.format('SELECT DISTINCT day FROM (%s) t ORDER BY day', test_set) LOOP
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.count(*) FILTER (WHERE label) AS hits, '
+            'pg_catalog.array_agg(customer_id) FILTER (WHERE label) AS cards FROM ('
+            'SELECT customer_id, pg_catalog.max(score) AS score, pg_catalog.bool_or(label) AS label '
+            'FROM (%s) t WHERE day OPERATOR(pg_catalog.=) %L AND NOT customer_id OPERATOR(pg_catalog.=) ANY (%L) '
+            'GROUP BY customer_id ORDER BY score DESC, customer_id LIMIT %s) top', test_set, day, detected, k)
+        INTO top;
+        precision_sum := precision_sum OPERATOR(pg_catalog.+) top.hits::double precision OPERATOR(pg_catalog./) k;
+        detected := detected OPERATOR(pg_catalog.||) COALESCE(top.cards, '{}');
+        days := days OPERATOR(pg_catalog.+) 1;
+    END LOOP;
+    card_precision_at_k := precision_sum OPERATOR(pg_catalog./) NULLIF(days, 0);
+END
+$$;
+COMMENT ON FUNCTION pipeline.evaluate_fraud_scorer(text, timestamptz, timestamptz, integer, timestamptz) IS
+    'AUC, average precision and card precision@k of a scorer''s scores in a period against the labels, as the Fraud Detection Handbook defines them (cards with a fraud known before each day left out)';
+REVOKE ALL ON FUNCTION pipeline.evaluate_fraud_scorer(text, timestamptz, timestamptz, integer, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.evaluate_fraud_scorer(text, timestamptz, timestamptz, integer, timestamptz) TO PUBLIC;
+
+CREATE VIEW pipeline.fraud_scorer_status WITH (security_invoker = true) AS
+SELECT s.name AS scorer,
+       s.source,
+       s.scores,
+       s.alerts,
+       s.labels,
+       m.version AS model_version,
+       m.created_at AS model_created_at,
+       (SELECT pg_catalog.count(*) FROM pipeline.fraud_rules r
+         WHERE r.scorer_id OPERATOR(pg_catalog.=) s.id AND r.enabled) AS rules,
+       s.label_delay,
+       s.alert_threshold,
+       s.notify_channel
+  FROM pipeline.fraud_scorers s
+  LEFT JOIN pipeline.fraud_models m ON m.scorer_id OPERATOR(pg_catalog.=) s.id AND m.active;
+COMMENT ON VIEW pipeline.fraud_scorer_status IS
+    'one row per fraud scorer: its tables, the model version it scores with, its enabled rules';
+REVOKE ALL ON pipeline.fraud_scorer_status FROM PUBLIC;
+GRANT SELECT ON pipeline.fraud_scorer_status TO PUBLIC;

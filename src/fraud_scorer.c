@@ -1,0 +1,1351 @@
+/*-------------------------------------------------------------------------
+ *
+ * fraud_scorer.c
+ *		Fraud scoring of card transactions as they are inserted: features
+ *		from per-card and per-terminal state, rules, a logistic model, alerts.
+ *
+ * A scorer watches a transactions table with a statement-level AFTER INSERT
+ * trigger, so it runs in the writer's transaction: inside a Kafka source's
+ * batch (with its offsets), a table source's batch, or any INSERT or COPY.
+ * For each new row, in insertion order, it
+ *   1. computes the features from the card's and the terminal's state as
+ *      they were before this transaction (the card's counts and means
+ *      include it, as the Fraud Detection Handbook defines them);
+ *   2. evaluates the rules, each an aggregate over a window per card or
+ *      terminal kept in a ring of 16 buckets;
+ *   3. scores with the active model: a logistic regression over the
+ *      standardised features, plus the weights of the rules that fired;
+ *   4. updates the state.
+ * Scores, alerts and the new state are written in the same transaction, so
+ * they commit or roll back with the rows, and a replay recomputes the same.
+ * Batches of one scorer are serialised by a transaction-level advisory lock:
+ * state is a function of the order of the rows.
+ *
+ * State is O(1) per entity.  A card keeps exponentially decayed counts and
+ * sums (half-lives of 1, 7 and 30 days, and 1 hour for velocity), a decayed
+ * mean and variance of its amounts (Welford), its last time and its last 8
+ * terminals.  A terminal keeps its transactions of the last 169 hours in
+ * hourly buckets (count, frauds); a bucket older than the label delay is
+ * folded into decayed counts, so terminal risk only ever sees transactions
+ * whose labels had time to arrive.  Labels arriving later land in their
+ * hour's bucket, or straight in the decayed counts when older than the ring.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgtime.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "catalog.h"
+#include "fraud_scorer.h"
+
+PG_FUNCTION_INFO_V1(pipeline_fraud_score_trigger);
+PG_FUNCTION_INFO_V1(pipeline_fraud_label_trigger);
+PG_FUNCTION_INFO_V1(pipeline_fraud_feature_names);
+PG_FUNCTION_INFO_V1(pipeline_fraud_state_bytes);
+
+const char *const fraud_feature_names[FRAUD_NFEATURES] = {
+	"amount", "weekend", "night",
+	"customer_count_1d", "customer_mean_1d",
+	"customer_count_7d", "customer_mean_7d",
+	"customer_count_30d", "customer_mean_30d",
+	"terminal_count_1d", "terminal_risk_1d",
+	"terminal_count_7d", "terminal_risk_7d",
+	"terminal_count_30d", "terminal_risk_30d",
+	"customer_velocity_1h", "amount_zscore", "log_seconds_since_last",
+	"new_terminal", "amount_to_30d_mean"
+};
+
+#define SECONDS_PER_HOUR 3600.0
+#define SECONDS_PER_DAY 86400.0
+#define NWINDOWS 3
+static const double window_seconds[NWINDOWS] = {SECONDS_PER_DAY, 7 * SECONDS_PER_DAY, 30 * SECONDS_PER_DAY};
+#define VELOCITY_HALF_LIFE SECONDS_PER_HOUR
+#define ZSCORE_HALF_LIFE (14 * SECONDS_PER_DAY)
+#define NO_PREVIOUS_SECONDS (30 * SECONDS_PER_DAY)
+#define RECENT_TERMINALS 8
+#define RING_HOURS 169			/* this hour and the 168 before it */
+#define RULE_BUCKETS 16
+#define STATE_VERSION 1
+
+/* A card's state, as stored (bytea) */
+typedef struct CustomerState
+{
+	int32		version;
+	int32		recent_next;
+	double		t_ref;			/* seconds; the decayed values are as of it */
+	double		count[NWINDOWS];
+	double		sum[NWINDOWS];
+	double		velocity;
+	double		weight,			/* decayed Welford */
+				mean,
+				m2;
+	double		last_time;
+	int32		has_last;
+	int32		nrecent;
+	int64		recent[RECENT_TERMINALS];
+} CustomerState;
+
+/* A terminal's state, as stored (bytea) */
+typedef struct TerminalState
+{
+	int32		version;
+	int32		has_ring;
+	double		t_ref;
+	double		count[NWINDOWS];	/* transactions older than the delay, decayed */
+	double		frauds[NWINDOWS];
+	int64		ring_hour;		/* the newest hour in the ring */
+	uint16		ring_count[RING_HOURS];
+	uint16		ring_frauds[RING_HOURS];
+} TerminalState;
+
+/* One rule's window for one entity, appended to the entity's state */
+typedef struct RuleSlot
+{
+	int64		rule_id;
+	int64		newest_bucket;
+	double		count[RULE_BUCKETS];
+	double		sum[RULE_BUCKETS];
+	double		max[RULE_BUCKETS];
+	double		min[RULE_BUCKETS];
+} RuleSlot;
+
+typedef struct Entity
+{
+	int64		id;
+	char		kind;			/* 'c' card, 't' terminal */
+	bool		dirty;
+	union
+	{
+		CustomerState customer;
+		TerminalState terminal;
+	}			s;
+	int			nslots;
+	RuleSlot   *slots;
+} Entity;
+
+typedef enum RuleAggregate
+{
+	RULE_COUNT, RULE_SUM, RULE_AVG, RULE_MAX, RULE_MIN
+} RuleAggregate;
+
+typedef struct Rule
+{
+	int64		id;
+	char	   *name;
+	char		kind;			/* groups by 'c' or 't' */
+	RuleAggregate aggregate;
+	double		window;			/* seconds */
+	char	   *op;
+	double		threshold;
+	double		weight;
+	char	   *action;
+	int			severity;		/* alert 1, review 2, block 3 */
+} Rule;
+
+typedef struct Model
+{
+	int32		version;
+	double		intercept;
+	double		mean[FRAUD_NFEATURES];
+	double		std[FRAUD_NFEATURES];
+	double		weight[FRAUD_NFEATURES];
+} Model;
+
+typedef struct Scorer
+{
+	int64		id;
+	char	   *name;
+	char	   *source_columns;	/* id, customer, terminal, amount, time[, label] */
+	bool		has_label;
+	bool		time_has_zone;
+	double		label_delay;	/* seconds */
+	double		alert_threshold;
+	char	   *notify_channel; /* NULL: none */
+	char	   *scores;			/* qualified names */
+	char	   *alerts;
+	char	   *state;
+	char	   *time_zone;
+} Scorer;
+
+static double
+Decay(double half_life, double seconds)
+{
+	return seconds <= 0 ? 1.0 : exp(-M_LN2 * seconds / half_life);
+}
+
+static char *
+QualifiedName(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+
+	if (relname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("a table of this fraud scorer was dropped"),
+				 errhint("Drop the scorer with pipeline.drop_fraud_scorer and create it again.")));
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
+}
+
+/* The scorer's definition, as its owner sees it */
+static Scorer *
+LoadScorer(int64 scorer_id, Oid owner)
+{
+	Oid			argtypes[2] = {INT8OID, OIDOID};
+	Datum		args[2] = {Int64GetDatum(scorer_id), ObjectIdGetDatum(owner)};
+	Scorer	   *scorer = palloc0(sizeof(Scorer));
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	bool		isnull;
+	StringInfoData columns;
+
+	if (SPI_execute_with_args("SELECT name, id_column, customer_column, terminal_column, amount_column, "
+							  "time_column, label_column, "
+							  "EXTRACT(epoch FROM label_delay)::pg_catalog.float8, alert_threshold, "
+							  "notify_channel, scores::pg_catalog.oid, alerts::pg_catalog.oid, "
+							  "state::pg_catalog.oid, time_zone, "
+							  "pipeline.target_column_type(source, time_column) "
+							  "OPERATOR(pg_catalog.=) 'timestamp with time zone'::pg_catalog.regtype "
+							  "FROM pipeline.fraud_scorers WHERE id OPERATOR(pg_catalog.=) $1 "
+							  "AND owner::pg_catalog.oid OPERATOR(pg_catalog.=) $2",
+							  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pipeline.fraud_scorers");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("fraud scorer " INT64_FORMAT " does not exist", scorer_id),
+				 errhint("Drop the leftover pipeline_fraud_* triggers of this table.")));
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	scorer->id = scorer_id;
+	scorer->name = SPI_getvalue(tuple, desc, 1);
+	initStringInfo(&columns);
+	appendStringInfo(&columns, "(%s)::pg_catalog.int8, (%s)::pg_catalog.int8, (%s)::pg_catalog.int8, "
+					 "(%s)::pg_catalog.float8, %s",
+					 quote_identifier(SPI_getvalue(tuple, desc, 2)),
+					 quote_identifier(SPI_getvalue(tuple, desc, 3)),
+					 quote_identifier(SPI_getvalue(tuple, desc, 4)),
+					 quote_identifier(SPI_getvalue(tuple, desc, 5)),
+					 quote_identifier(SPI_getvalue(tuple, desc, 6)));
+	if (SPI_getvalue(tuple, desc, 7) != NULL)
+	{
+		scorer->has_label = true;
+		appendStringInfo(&columns, ", (%s)::pg_catalog.bool", quote_identifier(SPI_getvalue(tuple, desc, 7)));
+	}
+	scorer->source_columns = columns.data;
+	scorer->label_delay = DatumGetFloat8(SPI_getbinval(tuple, desc, 8, &isnull));
+	scorer->alert_threshold = DatumGetFloat8(SPI_getbinval(tuple, desc, 9, &isnull));
+	scorer->notify_channel = SPI_getvalue(tuple, desc, 10);
+	scorer->scores = QualifiedName(DatumGetObjectId(SPI_getbinval(tuple, desc, 11, &isnull)));
+	scorer->alerts = QualifiedName(DatumGetObjectId(SPI_getbinval(tuple, desc, 12, &isnull)));
+	scorer->state = QualifiedName(DatumGetObjectId(SPI_getbinval(tuple, desc, 13, &isnull)));
+	scorer->time_zone = SPI_getvalue(tuple, desc, 14);
+	scorer->time_has_zone = DatumGetBool(SPI_getbinval(tuple, desc, 15, &isnull));
+	return scorer;
+}
+
+static List *
+LoadRules(int64 scorer_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(scorer_id)};
+	List	   *rules = NIL;
+
+	if (SPI_execute_with_args("SELECT id, name, group_by, aggregate, "
+							  "EXTRACT(epoch FROM window_length)::pg_catalog.float8, operator, threshold, "
+							  "weight, action FROM pipeline.fraud_rules "
+							  "WHERE scorer_id OPERATOR(pg_catalog.=) $1 AND enabled ORDER BY id",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pipeline.fraud_rules");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Rule	   *rule = palloc0(sizeof(Rule));
+		bool		isnull;
+		char	   *aggregate = SPI_getvalue(tuple, desc, 4);
+
+		rule->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		rule->name = SPI_getvalue(tuple, desc, 2);
+		rule->kind = strcmp(SPI_getvalue(tuple, desc, 3), "customer") == 0 ? 'c' : 't';
+		rule->aggregate = strcmp(aggregate, "count") == 0 ? RULE_COUNT :
+			strcmp(aggregate, "sum") == 0 ? RULE_SUM :
+			strcmp(aggregate, "avg") == 0 ? RULE_AVG :
+			strcmp(aggregate, "max") == 0 ? RULE_MAX : RULE_MIN;
+		rule->window = DatumGetFloat8(SPI_getbinval(tuple, desc, 5, &isnull));
+		rule->op = SPI_getvalue(tuple, desc, 6);
+		rule->threshold = DatumGetFloat8(SPI_getbinval(tuple, desc, 7, &isnull));
+		rule->weight = DatumGetFloat8(SPI_getbinval(tuple, desc, 8, &isnull));
+		rule->action = SPI_getvalue(tuple, desc, 9);
+		rule->severity = strcmp(rule->action, "block") == 0 ? 3 :
+			strcmp(rule->action, "review") == 0 ? 2 : 1;
+		rules = lappend(rules, rule);
+	}
+	return rules;
+}
+
+/* The active model, or NULL when none was trained or imported yet */
+static Model *
+LoadModel(int64 scorer_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(scorer_id)};
+	Model	   *model;
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT version, intercept, means, stds, weights FROM pipeline.fraud_models "
+							  "WHERE scorer_id OPERATOR(pg_catalog.=) $1 AND active",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pipeline.fraud_models");
+	if (SPI_processed == 0)
+		return NULL;
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	model = palloc0(sizeof(Model));
+	model->version = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
+	model->intercept = DatumGetFloat8(SPI_getbinval(tuple, desc, 2, &isnull));
+	for (int column = 3; column <= 5; column++)
+	{
+		ArrayType  *array = DatumGetArrayTypeP(SPI_getbinval(tuple, desc, column, &isnull));
+		double	   *target = column == 3 ? model->mean : column == 4 ? model->std : model->weight;
+
+		/* the catalog's CHECK keeps these at FRAUD_NFEATURES elements without NULLs */
+		if (ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array)) != FRAUD_NFEATURES || ARR_HASNULL(array))
+			elog(ERROR, "model %d of fraud scorer " INT64_FORMAT " is malformed", model->version, scorer_id);
+		memcpy(target, ARR_DATA_PTR(array), sizeof(double) * FRAUD_NFEATURES);
+	}
+	return model;
+}
+
+/* Serialised state: the fixed part, then the rule slots */
+static bytea *
+EntityToBytea(Entity *entity)
+{
+	Size		fixed = entity->kind == 'c' ? sizeof(CustomerState) : sizeof(TerminalState);
+	Size		size = fixed + sizeof(int32) + sizeof(RuleSlot) * entity->nslots;
+	bytea	   *result = palloc(VARHDRSZ + size);
+	char	   *p = VARDATA(result);
+
+	SET_VARSIZE(result, VARHDRSZ + size);
+	memcpy(p, &entity->s, fixed);
+	p += fixed;
+	memcpy(p, &entity->nslots, sizeof(int32));
+	p += sizeof(int32);
+	if (entity->nslots > 0)
+		memcpy(p, entity->slots, sizeof(RuleSlot) * entity->nslots);
+	return result;
+}
+
+static void
+EntityFromBytea(Entity *entity, bytea *data)
+{
+	Size		fixed = entity->kind == 'c' ? sizeof(CustomerState) : sizeof(TerminalState);
+	Size		size = VARSIZE_ANY_EXHDR(data);
+	char	   *p = VARDATA_ANY(data);
+	int32		nslots;
+
+	if (size < fixed + sizeof(int32) || *(int32 *) p != STATE_VERSION)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the stored state of %s " INT64_FORMAT " is not readable",
+						entity->kind == 'c' ? "card" : "terminal", entity->id),
+				 errhint("Rebuild the scorer's state with pipeline.reset_fraud_scorer.")));
+	memcpy(&entity->s, p, fixed);
+	memcpy(&nslots, p + fixed, sizeof(int32));
+	if (nslots < 0 || size != fixed + sizeof(int32) + sizeof(RuleSlot) * nslots)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the stored state of %s " INT64_FORMAT " is not readable",
+						entity->kind == 'c' ? "card" : "terminal", entity->id),
+				 errhint("Rebuild the scorer's state with pipeline.reset_fraud_scorer.")));
+	entity->nslots = nslots;
+	entity->slots = nslots > 0 ? palloc(sizeof(RuleSlot) * nslots) : NULL;
+	if (nslots > 0)
+		memcpy(entity->slots, p + fixed + sizeof(int32), sizeof(RuleSlot) * nslots);
+}
+
+typedef struct EntityKey
+{
+	int64		id;
+	char		kind;
+} EntityKey;
+
+static HTAB *
+CreateEntityTable(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(EntityKey);
+	ctl.entrysize = sizeof(Entity) + sizeof(EntityKey);
+	ctl.hcxt = CurrentMemoryContext;
+	return hash_create("pg_pipeline fraud entities", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* Entries are an EntityKey followed by the Entity */
+static Entity *
+LookupEntity(HTAB *entities, char kind, int64 id, bool *found)
+{
+	EntityKey	key;
+	char	   *entry;
+
+	memset(&key, 0, sizeof(key));
+	key.id = id;
+	key.kind = kind;
+	entry = hash_search(entities, &key, HASH_ENTER, found);
+	return (Entity *) (entry + sizeof(EntityKey));
+}
+
+static void
+InitEntity(Entity *entity, char kind, int64 id)
+{
+	memset(entity, 0, sizeof(Entity));
+	entity->kind = kind;
+	entity->id = id;
+	entity->s.customer.version = STATE_VERSION;	/* first field of both */
+}
+
+/* Read the stored states of the given cards and terminals into the table */
+static void
+LoadStates(Scorer *scorer, HTAB *entities, int n, const int64 *customers, const int64 *terminals)
+{
+	Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
+	Datum	   *c = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *t = palloc(sizeof(Datum) * Max(n, 1));
+	Datum		args[2];
+	char	   *sql;
+
+	for (int i = 0; i < n; i++)
+	{
+		c[i] = Int64GetDatum(customers[i]);
+		t[i] = Int64GetDatum(terminals[i]);
+	}
+	args[0] = PointerGetDatum(construct_array(c, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(t, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	sql = psprintf("SELECT kind, entity, state FROM %s WHERE kind OPERATOR(pg_catalog.=) 'c' "
+				   "AND entity OPERATOR(pg_catalog.=) ANY ($1) UNION ALL "
+				   "SELECT kind, entity, state FROM %s WHERE kind OPERATOR(pg_catalog.=) 't' "
+				   "AND entity OPERATOR(pg_catalog.=) ANY ($2)", scorer->state, scorer->state);
+	if (SPI_execute_with_args(sql, 2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the state of fraud scorer \"%s\"", scorer->name);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		char		kind = DatumGetChar(SPI_getbinval(tuple, desc, 1, &isnull));
+		int64		id = DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
+		bool		found;
+		Entity	   *entity = LookupEntity(entities, kind, id, &found);
+
+		InitEntity(entity, kind, id);
+		EntityFromBytea(entity, DatumGetByteaPP(SPI_getbinval(tuple, desc, 3, &isnull)));
+	}
+}
+
+/* Write every changed state back, in one statement */
+static void
+StoreStates(Scorer *scorer, HTAB *entities)
+{
+	HASH_SEQ_STATUS seq;
+	char	   *entry;
+	long		n = hash_get_num_entries(entities);
+	Datum	   *kinds = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *states = palloc(sizeof(Datum) * Max(n, 1));
+	int			count = 0;
+	Oid			argtypes[3] = {CHARARRAYOID, INT8ARRAYOID, BYTEAARRAYOID};
+	Datum		args[3];
+	char	   *sql;
+
+	hash_seq_init(&seq, entities);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+	{
+		Entity	   *entity = (Entity *) (entry + sizeof(EntityKey));
+
+		if (!entity->dirty)
+			continue;
+		kinds[count] = CharGetDatum(entity->kind);
+		ids[count] = Int64GetDatum(entity->id);
+		states[count] = PointerGetDatum(EntityToBytea(entity));
+		count++;
+	}
+	if (count == 0)
+		return;
+	args[0] = PointerGetDatum(construct_array(kinds, count, CHAROID, 1, true, TYPALIGN_CHAR));
+	args[1] = PointerGetDatum(construct_array(ids, count, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(construct_array(states, count, BYTEAOID, -1, false, TYPALIGN_INT));
+	sql = psprintf("INSERT INTO %s (kind, entity, state) SELECT * FROM ROWS FROM (pg_catalog.unnest($1), "
+				   "pg_catalog.unnest($2), pg_catalog.unnest($3)) "
+				   "ON CONFLICT (kind, entity) DO UPDATE SET state = EXCLUDED.state", scorer->state);
+	if (SPI_execute_with_args(sql, 3, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not store the state of fraud scorer \"%s\"", scorer->name);
+}
+
+/* Fold transactions (and frauds) into a terminal's decayed counts at time at */
+static void
+FoldIntoTerminal(TerminalState *t, double n, double frauds, double at)
+{
+	if (at > t->t_ref)
+	{
+		for (int w = 0; w < NWINDOWS; w++)
+		{
+			double		a = Decay(window_seconds[w], at - t->t_ref);
+
+			t->count[w] *= a;
+			t->frauds[w] *= a;
+		}
+		t->t_ref = at;
+	}
+	for (int w = 0; w < NWINDOWS; w++)
+	{
+		double		a = Decay(window_seconds[w], t->t_ref - at);
+
+		t->count[w] += n * a;
+		t->frauds[w] += frauds * a;
+	}
+}
+
+/*
+ * Move a terminal's ring to hour: the buckets leaving it are older than the
+ * delay for every transaction of that hour, and are folded in, oldest first,
+ * as of the end of their hour plus the delay.
+ */
+static void
+AdvanceTerminal(TerminalState *t, int64 hour, double delay)
+{
+	int64		steps;
+
+	if (!t->has_ring)
+	{
+		t->has_ring = true;
+		t->ring_hour = hour;
+		return;
+	}
+	if (hour <= t->ring_hour)
+		return;
+	steps = Min(hour - t->ring_hour, RING_HOURS);
+	for (int64 k = hour - steps + 1; k <= hour; k++)
+	{
+		int			slot = (int) (k % RING_HOURS);
+		int64		leaving = k - RING_HOURS;
+
+		if (t->ring_count[slot] > 0 || t->ring_frauds[slot] > 0)
+			FoldIntoTerminal(t, t->ring_count[slot], t->ring_frauds[slot],
+							 (leaving + 1) * SECONDS_PER_HOUR + delay);
+		t->ring_count[slot] = 0;
+		t->ring_frauds[slot] = 0;
+	}
+	t->ring_hour = hour;
+}
+
+/* A confirmed fraud at a terminal, at the transaction's time */
+static void
+AddTerminalFraud(TerminalState *t, double tx_time, double delay)
+{
+	int64		hour = (int64) floor(tx_time / SECONDS_PER_HOUR);
+
+	if (t->has_ring && hour <= t->ring_hour && hour > t->ring_hour - RING_HOURS)
+	{
+		int			slot = (int) (hour % RING_HOURS);
+
+		if (t->ring_frauds[slot] < PG_UINT16_MAX)
+			t->ring_frauds[slot]++;
+	}
+	else if (!t->has_ring || hour <= t->ring_hour - RING_HOURS)
+		FoldIntoTerminal(t, 0, 1, (hour + 1) * SECONDS_PER_HOUR + delay);
+	/* a label ahead of its terminal's ring: the transaction was never scored here */
+}
+
+static RuleSlot *
+FindSlot(Entity *entity, int64 rule_id)
+{
+	for (int i = 0; i < entity->nslots; i++)
+		if (entity->slots[i].rule_id == rule_id)
+			return &entity->slots[i];
+	if (entity->nslots == 0)
+		entity->slots = palloc(sizeof(RuleSlot));
+	else
+		entity->slots = repalloc(entity->slots, sizeof(RuleSlot) * (entity->nslots + 1));
+	memset(&entity->slots[entity->nslots], 0, sizeof(RuleSlot));
+	entity->slots[entity->nslots].rule_id = rule_id;
+	entity->slots[entity->nslots].newest_bucket = PG_INT64_MIN;
+	return &entity->slots[entity->nslots++];
+}
+
+/* Drop the slots of rules that no longer exist or are disabled */
+static void
+PruneSlots(Entity *entity, List *rules)
+{
+	int			kept = 0;
+
+	for (int i = 0; i < entity->nslots; i++)
+	{
+		ListCell   *lc;
+		bool		live = false;
+
+		foreach(lc, rules)
+			if (((Rule *) lfirst(lc))->id == entity->slots[i].rule_id &&
+				((Rule *) lfirst(lc))->kind == entity->kind)
+				live = true;
+		if (live)
+			entity->slots[kept++] = entity->slots[i];
+	}
+	if (kept != entity->nslots)
+		entity->dirty = true;
+	entity->nslots = kept;
+}
+
+/* Add a transaction to a rule's window and return the window's aggregate */
+static double
+RuleValue(Rule *rule, RuleSlot *slot, double time, double amount)
+{
+	double		bucket_length = rule->window / RULE_BUCKETS;
+	int64		bucket = (int64) floor(time / bucket_length);
+	double		count = 0,
+				sum = 0,
+				max = -INFINITY,
+				min = INFINITY;
+
+	if (slot->newest_bucket == PG_INT64_MIN || bucket - slot->newest_bucket >= RULE_BUCKETS)
+	{
+		memset(slot->count, 0, sizeof(slot->count));
+		memset(slot->sum, 0, sizeof(slot->sum));
+		slot->newest_bucket = bucket;
+		for (int i = 0; i < RULE_BUCKETS; i++)
+		{
+			slot->max[i] = -INFINITY;
+			slot->min[i] = INFINITY;
+		}
+	}
+	while (slot->newest_bucket < bucket)
+	{
+		int			i = (int) (++slot->newest_bucket % RULE_BUCKETS);
+
+		slot->count[i] = 0;
+		slot->sum[i] = 0;
+		slot->max[i] = -INFINITY;
+		slot->min[i] = INFINITY;
+	}
+	/* an event older than the window counts for nothing */
+	if (bucket > slot->newest_bucket - RULE_BUCKETS)
+	{
+		int			i = (int) (((bucket % RULE_BUCKETS) + RULE_BUCKETS) % RULE_BUCKETS);
+
+		slot->count[i] += 1;
+		slot->sum[i] += amount;
+		slot->max[i] = Max(slot->max[i], amount);
+		slot->min[i] = Min(slot->min[i], amount);
+	}
+	for (int i = 0; i < RULE_BUCKETS; i++)
+	{
+		count += slot->count[i];
+		sum += slot->sum[i];
+		max = Max(max, slot->max[i]);
+		min = Min(min, slot->min[i]);
+	}
+	switch (rule->aggregate)
+	{
+		case RULE_COUNT:
+			return count;
+		case RULE_SUM:
+			return sum;
+		case RULE_AVG:
+			return count > 0 ? sum / count : 0;
+		case RULE_MAX:
+			return count > 0 ? max : 0;
+		case RULE_MIN:
+			return count > 0 ? min : 0;
+	}
+	return 0;
+}
+
+static bool
+Compare(const char *op, double value, double threshold)
+{
+	if (strcmp(op, ">") == 0)
+		return value > threshold;
+	if (strcmp(op, ">=") == 0)
+		return value >= threshold;
+	if (strcmp(op, "<") == 0)
+		return value < threshold;
+	if (strcmp(op, "<=") == 0)
+		return value <= threshold;
+	if (strcmp(op, "=") == 0)
+		return value == threshold;
+	return value != threshold;
+}
+
+/* The card's features (before its state takes this transaction), then the update */
+static void
+CustomerFeatures(CustomerState *c, double time, double amount, int64 terminal, double *f)
+{
+	bool		new_terminal = true;
+	double		dt;
+
+	if (c->t_ref == 0 && c->weight == 0 && !c->has_last)
+		c->t_ref = time;
+	dt = time - c->t_ref;
+	if (dt > 0)
+	{
+		for (int w = 0; w < NWINDOWS; w++)
+		{
+			double		a = Decay(window_seconds[w], dt);
+
+			c->count[w] *= a;
+			c->sum[w] *= a;
+		}
+		c->velocity *= Decay(VELOCITY_HALF_LIFE, dt);
+		{
+			double		a = Decay(ZSCORE_HALF_LIFE, dt);
+
+			c->weight *= a;
+			c->m2 *= a;
+		}
+		c->t_ref = time;
+	}
+	f[15] = c->velocity;
+	f[16] = (c->weight > 0 && c->m2 > 0) ? (amount - c->mean) / sqrt(c->m2 / c->weight) : 0;
+	f[17] = log1p(c->has_last ? Max(0, time - c->last_time) : NO_PREVIOUS_SECONDS);
+	for (int i = 0; i < c->nrecent; i++)
+		if (c->recent[i] == terminal)
+			new_terminal = false;
+	f[18] = new_terminal ? 1 : 0;
+	f[19] = (c->count[2] > 0 && c->sum[2] > 0) ? amount / (c->sum[2] / c->count[2]) : 1;
+
+	for (int w = 0; w < NWINDOWS; w++)
+	{
+		c->count[w] += 1;
+		c->sum[w] += amount;
+		f[3 + 2 * w] = c->count[w];
+		f[4 + 2 * w] = c->sum[w] / c->count[w];
+	}
+	c->velocity += 1;
+	{
+		double		d = amount - c->mean;
+
+		c->weight += 1;
+		c->mean += d / c->weight;
+		c->m2 += d * (amount - c->mean);
+	}
+	c->last_time = Max(time, c->last_time);
+	c->has_last = true;
+	if (new_terminal)
+	{
+		c->recent[c->recent_next] = terminal;
+		c->recent_next = (c->recent_next + 1) % RECENT_TERMINALS;
+		c->nrecent = Min(c->nrecent + 1, RECENT_TERMINALS);
+	}
+}
+
+static void
+TerminalFeatures(TerminalState *t, double time, double delay, int label, double *f)
+{
+	int64		hour = (int64) floor(time / SECONDS_PER_HOUR);
+
+	AdvanceTerminal(t, hour, delay);
+	for (int w = 0; w < NWINDOWS; w++)
+	{
+		double		count = t->count[w] * Decay(window_seconds[w], time - t->t_ref);
+
+		f[9 + 2 * w] = count;
+		f[10 + 2 * w] = t->count[w] > 1e-9 ? t->frauds[w] / t->count[w] : 0;
+	}
+	if (hour == t->ring_hour)
+	{
+		int			slot = (int) (hour % RING_HOURS);
+
+		if (t->ring_count[slot] < PG_UINT16_MAX)
+			t->ring_count[slot]++;
+		if (label > 0 && t->ring_frauds[slot] < PG_UINT16_MAX)
+			t->ring_frauds[slot]++;
+	}
+	else if (label > 0 || hour <= t->ring_hour - RING_HOURS)
+		FoldIntoTerminal(t, 1, label > 0 ? 1 : 0, (hour + 1) * SECONDS_PER_HOUR + delay);
+	/* else a transaction behind the ring's newest hour: counted in its bucket */
+	else
+	{
+		int			slot = (int) (hour % RING_HOURS);
+
+		if (t->ring_count[slot] < PG_UINT16_MAX)
+			t->ring_count[slot]++;
+	}
+}
+
+/* Time of a transaction: seconds for decay, and the local calendar fields */
+static void
+TransactionTime(Scorer *scorer, pg_tz *tz, Datum value, double *seconds, bool *weekend, bool *night)
+{
+	Timestamp	ts = DatumGetTimestamp(value);
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tzoffset;
+
+	if (TIMESTAMP_NOT_FINITE(ts))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("fraud scorer \"%s\" cannot score a transaction at an infinite time", scorer->name),
+				 errhint("Give every transaction a finite time.")));
+	*seconds = (double) ts / USECS_PER_SEC;
+	if (scorer->time_has_zone)
+		timestamp2tm(ts, &tzoffset, &tm, &fsec, NULL, tz);
+	else
+		timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL);
+	*night = tm.tm_hour <= 6;
+	{
+		int			dow = j2day(date2j(tm.tm_year, tm.tm_mon, tm.tm_mday));
+
+		*weekend = dow == 0 || dow == 6;
+	}
+}
+
+typedef struct Contribution
+{
+	int			feature;
+	double		value;
+} Contribution;
+
+static int
+CompareContributions(const void *a, const void *b)
+{
+	double		x = ((const Contribution *) a)->value;
+	double		y = ((const Contribution *) b)->value;
+
+	return x > y ? -1 : x < y;
+}
+
+/* Why an alert was raised: the model's top 3 positive contributions and the rules */
+static char *
+AlertReasons(Model *model, const double *f, List *fired)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"features\": [");
+	if (model)
+	{
+		Contribution c[FRAUD_NFEATURES];
+
+		for (int i = 0; i < FRAUD_NFEATURES; i++)
+		{
+			c[i].feature = i;
+			c[i].value = model->weight[i] * (f[i] - model->mean[i]) / model->std[i];
+		}
+		qsort(c, FRAUD_NFEATURES, sizeof(Contribution), CompareContributions);
+		for (int i = 0; i < 3 && c[i].value > 0; i++)
+		{
+			appendStringInfo(&buf, "%s{\"name\": \"%s\", \"value\": %.6g, \"contribution\": %.4f}",
+							 first ? "" : ", ", fraud_feature_names[c[i].feature],
+							 f[c[i].feature], c[i].value);
+			first = false;
+		}
+	}
+	appendStringInfoString(&buf, "], \"rules\": [");
+	first = true;
+	foreach(lc, fired)
+	{
+		if (!first)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, ((Rule *) lfirst(lc))->name);
+		first = false;
+	}
+	appendStringInfoString(&buf, "]}");
+	return buf.data;
+}
+
+static Datum
+Int8Array(int64 *values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(values[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+static Datum
+Float8Array(double *values, bool *nulls, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+		d[i] = Float8GetDatum(values[i]);
+	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, FLOAT8OID, 8,
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/* Enter the owner's rights and the scorer's settings for the trigger's work */
+static int
+EnterScorer(int64 scorer_id, Oid owner, Oid *save_userid, int *save_sec_context)
+{
+	int			nestlevel;
+
+	if (!OidIsValid(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("fraud scorer " INT64_FORMAT " does not exist", scorer_id),
+				 errhint("Drop the leftover pipeline_fraud_* triggers of this table.")));
+	GetUserIdAndSecContext(save_userid, save_sec_context);
+	SetUserIdAndSecContext(owner, *save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+/* One scorer's batches run one at a time: state depends on their order */
+static void
+LockScorer(int64 scorer_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(scorer_id)};
+
+	if (SPI_execute_with_args("SELECT pg_catalog.pg_advisory_xact_lock(1886546035, $1::pg_catalog.int4)",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock fraud scorer " INT64_FORMAT, scorer_id);
+}
+
+static void
+CheckTrigger(FunctionCallInfo fcinfo, const char *function)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		trigdata->tg_trigger->tgnargs != 1 || trigdata->tg_newtable == NULL ||
+		strncmp(trigdata->tg_trigger->tgname, "pipeline_fraud_", 15) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be fired by pg_pipeline's statement triggers", function),
+				 errhint("Do not use it directly: pipeline.create_fraud_scorer creates its triggers.")));
+}
+
+/*
+ * Trigger: AFTER INSERT FOR EACH STATEMENT REFERENCING NEW TABLE AS
+ * pipeline_new on a scorer's transactions table, argument the scorer's id.
+ */
+Datum
+pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	int64		scorer_id;
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nestlevel;
+	MemoryContext batch_context,
+				old_context;
+	Scorer	   *scorer;
+	List	   *rules;
+	Model	   *model;
+	int			n;
+	int64	   *tx_ids,
+			   *customers,
+			   *terminals;
+	double	   *amounts,
+			   *times;
+	Datum	   *time_values;
+	int		   *labels;
+	double	   *scores,
+			   *features;
+	bool	   *score_nulls;
+	Datum	   *fired_names;
+	HTAB	   *entities;
+	pg_tz	   *tz;
+	int			nalerts = 0;
+	int64	   *alert_tx;
+	double	   *alert_scores;
+	Datum	   *alert_actions,
+			   *alert_reasons;
+
+	CheckTrigger(fcinfo, "pipeline.fraud_score_trigger()");
+	scorer_id = pg_strtoint64(trigdata->tg_trigger->tgargs[0]);
+	owner = PipelineCatalogOwner("fraud_scorers", scorer_id);
+	nestlevel = EnterScorer(scorer_id, owner, &save_userid, &save_sec_context);
+	batch_context = AllocSetContextCreate(CurrentMemoryContext, "pg_pipeline fraud batch",
+										  ALLOCSET_DEFAULT_SIZES);
+	old_context = MemoryContextSwitchTo(batch_context);
+	SPI_connect();
+	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "could not register the transition table of fraud scorer " INT64_FORMAT, scorer_id);
+	LockScorer(scorer_id);
+	scorer = LoadScorer(scorer_id, owner);
+	(void) set_config_option("TimeZone", scorer->time_zone, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	tz = pg_tzset(scorer->time_zone);
+	rules = LoadRules(scorer_id);
+	model = LoadModel(scorer_id);
+
+	/* the new rows, in the order they were inserted */
+	if (SPI_execute(psprintf("SELECT %s FROM pipeline_new", scorer->source_columns), true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the new transactions of fraud scorer \"%s\"", scorer->name);
+	n = (int) SPI_processed;
+	tx_ids = palloc(sizeof(int64) * Max(n, 1));
+	customers = palloc(sizeof(int64) * Max(n, 1));
+	terminals = palloc(sizeof(int64) * Max(n, 1));
+	amounts = palloc(sizeof(double) * Max(n, 1));
+	times = palloc(sizeof(double) * Max(n, 1));
+	time_values = palloc(sizeof(Datum) * Max(n, 1));
+	labels = palloc(sizeof(int) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull[6];
+		Datum		v[6];
+
+		for (int c = 0; c < 5 + scorer->has_label; c++)
+			v[c] = SPI_getbinval(tuple, desc, c + 1, &isnull[c]);
+		for (int c = 0; c < 5; c++)
+			if (isnull[c])
+				ereport(ERROR,
+						(errcode(ERRCODE_NOT_NULL_VIOLATION),
+						 errmsg("fraud scorer \"%s\" cannot score a transaction with a null %s",
+								scorer->name, SPI_fname(desc, c + 1)),
+						 errhint("Give every transaction its id, card, terminal, amount and time.")));
+		tx_ids[i] = DatumGetInt64(v[0]);
+		customers[i] = DatumGetInt64(v[1]);
+		terminals[i] = DatumGetInt64(v[2]);
+		amounts[i] = DatumGetFloat8(v[3]);
+		time_values[i] = v[4];
+		labels[i] = !scorer->has_label || isnull[5] ? -1 : DatumGetBool(v[5]) ? 1 : 0;
+	}
+
+	entities = CreateEntityTable();
+	LoadStates(scorer, entities, n, customers, terminals);
+
+	scores = palloc(sizeof(double) * Max(n, 1));
+	score_nulls = palloc(sizeof(bool) * Max(n, 1));
+	features = palloc(sizeof(double) * FRAUD_NFEATURES * Max(n, 1));
+	fired_names = palloc(sizeof(Datum) * Max(n, 1));
+	alert_tx = palloc(sizeof(int64) * Max(n, 1));
+	alert_scores = palloc(sizeof(double) * Max(n, 1));
+	alert_actions = palloc(sizeof(Datum) * Max(n, 1));
+	alert_reasons = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		double	   *f = &features[i * FRAUD_NFEATURES];
+		bool		found;
+		Entity	   *customer = LookupEntity(entities, 'c', customers[i], &found);
+		Entity	   *terminal;
+		bool		weekend,
+					night;
+		List	   *fired = NIL;
+		double		rule_weight = 0;
+		int			severity = 0;
+		ListCell   *lc;
+
+		if (!found)
+			InitEntity(customer, 'c', customers[i]);
+		terminal = LookupEntity(entities, 't', terminals[i], &found);
+		if (!found)
+			InitEntity(terminal, 't', terminals[i]);
+		TransactionTime(scorer, tz, time_values[i], &times[i], &weekend, &night);
+		f[0] = amounts[i];
+		f[1] = weekend;
+		f[2] = night;
+		CustomerFeatures(&customer->s.customer, times[i], amounts[i], terminals[i], f);
+		TerminalFeatures(&terminal->s.terminal, times[i], scorer->label_delay, labels[i], f);
+		customer->dirty = terminal->dirty = true;
+
+		foreach(lc, rules)
+		{
+			Rule	   *rule = lfirst(lc);
+			Entity	   *entity = rule->kind == 'c' ? customer : terminal;
+
+			if (Compare(rule->op, RuleValue(rule, FindSlot(entity, rule->id), times[i], amounts[i]),
+						rule->threshold))
+			{
+				fired = lappend(fired, rule);
+				rule_weight += rule->weight;
+				severity = Max(severity, rule->severity);
+			}
+		}
+
+		score_nulls[i] = model == NULL && fired == NIL;
+		if (model)
+		{
+			double		logit = model->intercept + rule_weight;
+
+			for (int k = 0; k < FRAUD_NFEATURES; k++)
+				logit += model->weight[k] * (f[k] - model->mean[k]) / model->std[k];
+			scores[i] = 1.0 / (1.0 + exp(-logit));
+		}
+		else
+			scores[i] = fired != NIL ? 1.0 / (1.0 + exp(-rule_weight)) : 0;
+
+		if (fired != NIL)
+		{
+			/* names joined by the unit separator, which rule names cannot contain */
+			StringInfoData names;
+
+			initStringInfo(&names);
+			foreach(lc, fired)
+			{
+				if (names.len > 0)
+					appendStringInfoChar(&names, '\x1f');
+				appendStringInfoString(&names, ((Rule *) lfirst(lc))->name);
+			}
+			fired_names[i] = CStringGetTextDatum(names.data);
+		}
+		else
+			fired_names[i] = (Datum) 0;
+
+		if (fired != NIL || (model && scores[i] >= scorer->alert_threshold))
+		{
+			static const char *const actions[] = {"alert", "alert", "review", "block"};
+
+			alert_tx[nalerts] = tx_ids[i];
+			alert_scores[nalerts] = scores[i];
+			alert_actions[nalerts] = CStringGetTextDatum(actions[severity]);
+			alert_reasons[nalerts] = CStringGetTextDatum(AlertReasons(model, f, fired));
+			nalerts++;
+		}
+		list_free(fired);
+	}
+
+	/* rules removed or disabled since: their slots go */
+	{
+		HASH_SEQ_STATUS seq;
+		char	   *entry;
+
+		hash_seq_init(&seq, entities);
+		while ((entry = hash_seq_search(&seq)) != NULL)
+			PruneSlots((Entity *) (entry + sizeof(EntityKey)), rules);
+	}
+
+	if (n > 0)
+	{
+		Oid			argtypes[10] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+			scorer->time_has_zone ? TIMESTAMPTZARRAYOID : TIMESTAMPARRAYOID,
+		FLOAT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, INT4OID};
+		Datum		args[10];
+		bool	   *time_nulls = palloc0(sizeof(bool) * n);
+		Datum	   *label_values = palloc(sizeof(Datum) * n);
+		bool	   *label_nulls = palloc(sizeof(bool) * n);
+		int			dims[1] = {n};
+		int			lbs[1] = {1};
+		bool	   *fired_nulls = palloc(sizeof(bool) * n);
+		char	   *sql;
+
+		for (int i = 0; i < n; i++)
+		{
+			label_values[i] = Int32GetDatum(labels[i]);
+			label_nulls[i] = labels[i] < 0;
+			fired_nulls[i] = fired_names[i] == (Datum) 0;
+		}
+		args[0] = Int8Array(tx_ids, n);
+		args[1] = Int8Array(customers, n);
+		args[2] = Int8Array(terminals, n);
+		args[3] = PointerGetDatum(construct_array(time_values, n,
+												  scorer->time_has_zone ? TIMESTAMPTZOID : TIMESTAMPOID,
+												  8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[4] = Float8Array(amounts, time_nulls, n);
+		args[5] = Float8Array(scores, score_nulls, n);
+		args[6] = Float8Array(features, NULL, n * FRAUD_NFEATURES);
+		args[7] = PointerGetDatum(construct_md_array(fired_names, fired_nulls, 1, dims, lbs, TEXTOID,
+													 -1, false, TYPALIGN_INT));
+		args[8] = PointerGetDatum(construct_md_array(label_values, label_nulls, 1, dims, lbs, INT4OID,
+													 4, true, TYPALIGN_INT));
+		args[9] = Int32GetDatum(FRAUD_NFEATURES);
+		sql = psprintf("INSERT INTO %s (transaction_id, customer_id, terminal_id, tx_time, amount, score, "
+					   "features, rules, label, model_version) "
+					   "SELECT u.id, u.customer, u.terminal, u.t, u.amount, u.score, "
+					   "$7[(u.n OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog.*) $10 OPERATOR(pg_catalog.+) 1 : "
+					   "u.n OPERATOR(pg_catalog.*) $10], "
+					   "pg_catalog.string_to_array(u.rules, pg_catalog.chr(31)), "
+					   "u.label OPERATOR(pg_catalog.=) 1, %s "
+					   "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
+					   "pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($8), "
+					   "pg_catalog.unnest($9)) WITH ORDINALITY "
+					   "u(id, customer, terminal, t, amount, score, rules, label, n)",
+					   scorer->scores, model ? psprintf("%d", model->version) : "NULL");
+		if (SPI_execute_with_args(sql, 10, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not write the scores of fraud scorer \"%s\"", scorer->name);
+	}
+	if (nalerts > 0)
+	{
+		Oid			argtypes[4] = {INT8ARRAYOID, FLOAT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+		Datum		args[4];
+		char	   *sql;
+
+		args[0] = Int8Array(alert_tx, nalerts);
+		args[1] = Float8Array(alert_scores, NULL, nalerts);
+		args[2] = PointerGetDatum(construct_array(alert_actions, nalerts, TEXTOID, -1, false, TYPALIGN_INT));
+		args[3] = PointerGetDatum(construct_array(alert_reasons, nalerts, TEXTOID, -1, false, TYPALIGN_INT));
+		sql = psprintf("INSERT INTO %s (transaction_id, customer_id, terminal_id, tx_time, amount, score, "
+					   "action, reasons) "
+					   "SELECT s.transaction_id, s.customer_id, s.terminal_id, s.tx_time, s.amount, a.score, "
+					   "a.action, a.reasons::pg_catalog.jsonb "
+					   "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
+					   "pg_catalog.unnest($4)) a(id, score, action, reasons) "
+					   "JOIN %s s ON s.transaction_id OPERATOR(pg_catalog.=) a.id",
+					   scorer->alerts, scorer->scores);
+		if (SPI_execute_with_args(sql, 4, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not write the alerts of fraud scorer \"%s\"", scorer->name);
+		if (scorer->notify_channel)
+		{
+			/* delivered at commit, and only if the batch commits */
+			for (int i = 0; i < nalerts; i++)
+			{
+				StringInfoData json;
+
+				initStringInfo(&json);
+				appendStringInfoString(&json, "{\"scorer\": ");
+				escape_json(&json, scorer->name);
+				appendStringInfo(&json, ", \"transaction_id\": " INT64_FORMAT ", \"score\": %.6f, \"action\": \"%s\"}",
+								 alert_tx[i], alert_scores[i], TextDatumGetCString(alert_actions[i]));
+				Async_Notify(scorer->notify_channel, json.data);
+			}
+		}
+	}
+	StoreStates(scorer, entities);
+
+	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	MemoryContextSwitchTo(old_context);
+	MemoryContextDelete(batch_context);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * Trigger: AFTER INSERT FOR EACH STATEMENT REFERENCING NEW TABLE AS
+ * pipeline_new on a scorer's labels table.  Each new fraud label of a
+ * scored transaction adds to its terminal's risk (seen by transactions at
+ * least the label delay after it), and marks the score and the alert.
+ */
+Datum
+pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	int64		scorer_id;
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nestlevel;
+	Scorer	   *scorer;
+	HTAB	   *entities;
+	int			n;
+	int64	   *terminals;
+	double	   *times;
+	bool	   *frauds;
+	char	   *sql;
+
+	CheckTrigger(fcinfo, "pipeline.fraud_label_trigger()");
+	scorer_id = pg_strtoint64(trigdata->tg_trigger->tgargs[0]);
+	owner = PipelineCatalogOwner("fraud_scorers", scorer_id);
+	nestlevel = EnterScorer(scorer_id, owner, &save_userid, &save_sec_context);
+	SPI_connect();
+	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "could not register the transition table of fraud scorer " INT64_FORMAT, scorer_id);
+	LockScorer(scorer_id);
+	scorer = LoadScorer(scorer_id, owner);
+
+	/* the last label of each transaction in the statement, where it changes the known one */
+	/* seconds since 2000-01-01, as TransactionTime counts them */
+	sql = psprintf("SELECT s.terminal_id, (EXTRACT(epoch FROM s.tx_time) "
+				   "OPERATOR(pg_catalog.-) 946684800)::pg_catalog.float8, "
+				   "l.is_fraud FROM (SELECT DISTINCT ON (transaction_id) transaction_id, is_fraud "
+				   "FROM pipeline_new ORDER BY transaction_id, labelled_at DESC) l "
+				   "JOIN %s s ON s.transaction_id OPERATOR(pg_catalog.=) l.transaction_id "
+				   "WHERE s.label IS DISTINCT FROM l.is_fraud", scorer->scores);
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the new labels of fraud scorer \"%s\"", scorer->name);
+	n = (int) SPI_processed;
+	terminals = palloc(sizeof(int64) * Max(n, 1));
+	times = palloc(sizeof(double) * Max(n, 1));
+	frauds = palloc(sizeof(bool) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		terminals[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		times[i] = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		frauds[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+	}
+	entities = CreateEntityTable();
+	{
+		int64	   *none = palloc0(sizeof(int64) * Max(n, 1));
+
+		for (int i = 0; i < n; i++)
+			none[i] = PG_INT64_MIN;
+		LoadStates(scorer, entities, n, none, terminals);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		bool		found;
+		Entity	   *terminal;
+
+		if (!frauds[i])
+			continue;			/* a genuine label changes no risk */
+		terminal = LookupEntity(entities, 't', terminals[i], &found);
+		if (!found)
+			InitEntity(terminal, 't', terminals[i]);
+		AddTerminalFraud(&terminal->s.terminal, times[i], scorer->label_delay);
+		terminal->dirty = true;
+	}
+	StoreStates(scorer, entities);
+
+	sql = psprintf("UPDATE %s s SET label = l.is_fraud FROM (SELECT DISTINCT ON (transaction_id) "
+				   "transaction_id, is_fraud FROM pipeline_new ORDER BY transaction_id, labelled_at DESC) l "
+				   "WHERE s.transaction_id OPERATOR(pg_catalog.=) l.transaction_id "
+				   "AND s.label IS DISTINCT FROM l.is_fraud", scorer->scores);
+	if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not label the scores of fraud scorer \"%s\"", scorer->name);
+	sql = psprintf("UPDATE %s a SET outcome = CASE WHEN l.is_fraud THEN 'fraud' ELSE 'genuine' END "
+				   "FROM (SELECT DISTINCT ON (transaction_id) transaction_id, is_fraud FROM pipeline_new "
+				   "ORDER BY transaction_id, labelled_at DESC) l "
+				   "WHERE a.transaction_id OPERATOR(pg_catalog.=) l.transaction_id", scorer->alerts);
+	if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not mark the alerts of fraud scorer \"%s\"", scorer->name);
+
+	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return PointerGetDatum(NULL);
+}
+
+/* pipeline.fraud_feature_names(): the model's features, in order */
+Datum
+pipeline_fraud_feature_names(PG_FUNCTION_ARGS)
+{
+	Datum		names[FRAUD_NFEATURES];
+
+	for (int i = 0; i < FRAUD_NFEATURES; i++)
+		names[i] = CStringGetTextDatum(fraud_feature_names[i]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(names, FRAUD_NFEATURES, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* pipeline.fraud_state_bytes(): bytes of state per card and per terminal, without rules */
+Datum
+pipeline_fraud_state_bytes(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(PG_GETARG_BOOL(0) ? (int32) sizeof(CustomerState) : (int32) sizeof(TerminalState));
+}
