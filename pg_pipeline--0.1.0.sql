@@ -3177,15 +3177,15 @@ COMMENT ON FUNCTION pipeline.fraud_feature_names() IS
 REVOKE ALL ON FUNCTION pipeline.fraud_feature_names() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline.fraud_feature_names() TO PUBLIC;
 
-CREATE FUNCTION pipeline.fraud_state_bytes(per_card boolean)
+CREATE FUNCTION pipeline.fraud_state_bytes(per_card boolean, label_delay interval DEFAULT '7 days')
 RETURNS integer
 LANGUAGE c IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pipeline_fraud_state_bytes';
-COMMENT ON FUNCTION pipeline.fraud_state_bytes(boolean) IS
-    'bytes of state a fraud scorer keeps per card (true) or per terminal (false), before rule windows';
-REVOKE ALL ON FUNCTION pipeline.fraud_state_bytes(boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pipeline.fraud_state_bytes(boolean) TO PUBLIC;
+COMMENT ON FUNCTION pipeline.fraud_state_bytes(boolean, interval) IS
+    'bytes of state a fraud scorer keeps per card (true) or per terminal (false, for a label delay), before rule windows';
+REVOKE ALL ON FUNCTION pipeline.fraud_state_bytes(boolean, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.fraud_state_bytes(boolean, interval) TO PUBLIC;
 
 CREATE FUNCTION pipeline.fraud_score_trigger()
 RETURNS trigger
@@ -3301,10 +3301,10 @@ BEGIN
             MESSAGE = pg_catalog.format('invalid label_delay or alert_threshold: %s', SQLERRM),
             HINT = 'Give label_delay as an interval (''7 days'') and alert_threshold as a number between 0 and 1.';
     END;
-    IF delay OPERATOR(pg_catalog.<) '0'::interval OR delay OPERATOR(pg_catalog.>) '366 days'::interval
+    IF delay OPERATOR(pg_catalog.<) '0'::interval OR delay OPERATOR(pg_catalog.>) '30 days'::interval
        OR NOT threshold BETWEEN 0 AND 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = 'label_delay must be between 0 and 366 days and alert_threshold between 0 and 1',
+            MESSAGE = 'label_delay must be between 0 and 30 days and alert_threshold between 0 and 1',
             HINT = 'The label delay is how long frauds take to be confirmed (the Handbook uses 7 days).';
     END IF;
     IF channel OPERATOR(pg_catalog.=) '' OR pg_catalog.length(channel) OPERATOR(pg_catalog.>) 63 THEN
@@ -3806,7 +3806,7 @@ BEGIN
             'FROM (%s) t WHERE day OPERATOR(pg_catalog.=) %L AND NOT customer_id OPERATOR(pg_catalog.=) ANY (%L) '
             'GROUP BY customer_id ORDER BY score DESC, customer_id LIMIT %s) top', test_set, day, detected, k)
         INTO top;
-        precision_sum := precision_sum OPERATOR(pg_catalog.+) top.hits::double precision OPERATOR(pg_catalog./) k;
+        precision_sum := precision_sum OPERATOR(pg_catalog.+) (top.hits::double precision OPERATOR(pg_catalog./) k);
         detected := detected OPERATOR(pg_catalog.||) COALESCE(top.cards, '{}');
         days := days OPERATOR(pg_catalog.+) 1;
     END LOOP;

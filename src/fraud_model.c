@@ -26,6 +26,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 #include "fraud_model.h"
 #include "fraud_scorer.h"
@@ -106,6 +107,7 @@ pipeline_fraud_fit_logistic(PG_FUNCTION_ARGS)
 	Oid			argtypes[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		args[2] = {from_time, to_time};
 	char	   *relname;
+	MemoryContext caller_context;
 	int64		nrows;
 	int64		nfrauds = 0;
 	double	   *x;
@@ -132,6 +134,7 @@ pipeline_fraud_fit_logistic(PG_FUNCTION_ARGS)
 				 errhint("Newton's method usually converges in about 10 iterations.")));
 	relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(scores)), get_rel_name(scores));
 
+	caller_context = CurrentMemoryContext;
 	SPI_connect();
 	if (SPI_execute_with_args(psprintf("SELECT features, COALESCE(label, false) FROM %s "
 									   "WHERE tx_time OPERATOR(pg_catalog.>=) $1 "
@@ -147,8 +150,9 @@ pipeline_fraud_fit_logistic(PG_FUNCTION_ARGS)
 						DatumGetCString(DirectFunctionCall1(timestamptz_out, from_time)),
 						DatumGetCString(DirectFunctionCall1(timestamptz_out, to_time))),
 				 errhint("Train over a period the scorer has already seen, with frauds labelled.")));
-	x = palloc_extended(sizeof(double) * FRAUD_NFEATURES * nrows, MCXT_ALLOC_HUGE);
-	y = palloc_extended(sizeof(bool) * nrows, MCXT_ALLOC_HUGE);
+	/* the rows outlive SPI's memory */
+	x = MemoryContextAllocExtended(caller_context, sizeof(double) * FRAUD_NFEATURES * nrows, MCXT_ALLOC_HUGE);
+	y = MemoryContextAllocExtended(caller_context, sizeof(bool) * nrows, MCXT_ALLOC_HUGE);
 	for (int64 r = 0; r < nrows; r++)
 	{
 		bool		isnull;

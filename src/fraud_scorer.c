@@ -7,6 +7,9 @@
  * A scorer watches a transactions table with a statement-level AFTER INSERT
  * trigger, so it runs in the writer's transaction: inside a Kafka source's
  * batch (with its offsets), a table source's batch, or any INSERT or COPY.
+ * Amounts, counts and means enter the model as log(1 + x): their long
+ * tails otherwise dominate a linear model (on the Handbook's benchmark this
+ * raised AUC from 0.867 to 0.876 and average precision from 0.654 to 0.664).
  * For each new row, in insertion order, it
  *   1. computes the features from the card's and the terminal's state as
  *      they were before this transaction (the card's counts and means
@@ -24,11 +27,12 @@
  * State is O(1) per entity.  A card keeps exponentially decayed counts and
  * sums (half-lives of 1, 7 and 30 days, and 1 hour for velocity), a decayed
  * mean and variance of its amounts (Welford), its last time and its last 8
- * terminals.  A terminal keeps its transactions of the last 169 hours in
- * hourly buckets (count, frauds); a bucket older than the label delay is
- * folded into decayed counts, so terminal risk only ever sees transactions
- * whose labels had time to arrive.  Labels arriving later land in their
- * hour's bucket, or straight in the decayed counts when older than the ring.
+ * terminals.  A terminal keeps hourly buckets (count, frauds) over the
+ * label delay plus 30 days, and the sums of its 1, 7 and 30-day windows
+ * ending one label delay ago, updated as the ring moves: terminal risk only
+ * ever sees transactions whose labels had time to arrive, and windows are
+ * exact to the hour (decayed counts there cost the Handbook model AUC).
+ * A label arriving later lands in its transaction's hour.
  *
  *-------------------------------------------------------------------------
  */
@@ -65,14 +69,14 @@ PG_FUNCTION_INFO_V1(pipeline_fraud_feature_names);
 PG_FUNCTION_INFO_V1(pipeline_fraud_state_bytes);
 
 const char *const fraud_feature_names[FRAUD_NFEATURES] = {
-	"amount", "weekend", "night",
-	"customer_count_1d", "customer_mean_1d",
-	"customer_count_7d", "customer_mean_7d",
-	"customer_count_30d", "customer_mean_30d",
-	"terminal_count_1d", "terminal_risk_1d",
-	"terminal_count_7d", "terminal_risk_7d",
-	"terminal_count_30d", "terminal_risk_30d",
-	"customer_velocity_1h", "amount_zscore", "log_seconds_since_last",
+	"log_amount", "weekend", "night",
+	"log_customer_count_1d", "log_customer_mean_1d",
+	"log_customer_count_7d", "log_customer_mean_7d",
+	"log_customer_count_30d", "log_customer_mean_30d",
+	"log_terminal_count_1d", "terminal_risk_1d",
+	"log_terminal_count_7d", "terminal_risk_7d",
+	"log_terminal_count_30d", "terminal_risk_30d",
+	"log_customer_velocity_1h", "amount_zscore", "log_seconds_since_last",
 	"new_terminal", "amount_to_30d_mean"
 };
 
@@ -84,7 +88,7 @@ static const double window_seconds[NWINDOWS] = {SECONDS_PER_DAY, 7 * SECONDS_PER
 #define ZSCORE_HALF_LIFE (14 * SECONDS_PER_DAY)
 #define NO_PREVIOUS_SECONDS (30 * SECONDS_PER_DAY)
 #define RECENT_TERMINALS 8
-#define RING_HOURS 169			/* this hour and the 168 before it */
+#define WINDOW_HOURS_MAX (30 * 24)
 #define RULE_BUCKETS 16
 #define STATE_VERSION 1
 
@@ -106,18 +110,26 @@ typedef struct CustomerState
 	int64		recent[RECENT_TERMINALS];
 } CustomerState;
 
-/* A terminal's state, as stored (bytea) */
+/*
+ * A terminal's state, as stored (bytea): the header, then a ring of hourly
+ * (count, frauds) buckets for the newest hour and the delay plus 30 days
+ * before it.  The windows' sums are kept as the ring moves, so reading a
+ * feature is O(1).
+ */
 typedef struct TerminalState
 {
 	int32		version;
-	int32		has_ring;
-	double		t_ref;
-	double		count[NWINDOWS];	/* transactions older than the delay, decayed */
-	double		frauds[NWINDOWS];
-	int64		ring_hour;		/* the newest hour in the ring */
-	uint16		ring_count[RING_HOURS];
-	uint16		ring_frauds[RING_HOURS];
+	int32		ring_hours;		/* 0 until the first transaction */
+	int64		newest_hour;
+	int32		window_count[NWINDOWS];
+	int32		window_frauds[NWINDOWS];
 } TerminalState;
+
+typedef struct HourBucket
+{
+	uint16		count;
+	uint16		frauds;
+} HourBucket;
 
 /* One rule's window for one entity, appended to the entity's state */
 typedef struct RuleSlot
@@ -140,6 +152,7 @@ typedef struct Entity
 		CustomerState customer;
 		TerminalState terminal;
 	}			s;
+	HourBucket *ring;			/* a terminal's, ring_hours long */
 	int			nslots;
 	RuleSlot   *slots;
 } Entity;
@@ -179,7 +192,7 @@ typedef struct Scorer
 	char	   *source_columns;	/* id, customer, terminal, amount, time[, label] */
 	bool		has_label;
 	bool		time_has_zone;
-	double		label_delay;	/* seconds */
+	int			delay_hours;	/* the label delay, whole hours */
 	double		alert_threshold;
 	char	   *notify_channel; /* NULL: none */
 	char	   *scores;			/* qualified names */
@@ -253,7 +266,7 @@ LoadScorer(int64 scorer_id, Oid owner)
 		appendStringInfo(&columns, ", (%s)::pg_catalog.bool", quote_identifier(SPI_getvalue(tuple, desc, 7)));
 	}
 	scorer->source_columns = columns.data;
-	scorer->label_delay = DatumGetFloat8(SPI_getbinval(tuple, desc, 8, &isnull));
+	scorer->delay_hours = (int) ceil(DatumGetFloat8(SPI_getbinval(tuple, desc, 8, &isnull)) / SECONDS_PER_HOUR);
 	scorer->alert_threshold = DatumGetFloat8(SPI_getbinval(tuple, desc, 9, &isnull));
 	scorer->notify_channel = SPI_getvalue(tuple, desc, 10);
 	scorer->scores = QualifiedName(DatumGetObjectId(SPI_getbinval(tuple, desc, 11, &isnull)));
@@ -339,18 +352,27 @@ LoadModel(int64 scorer_id)
 	return model;
 }
 
-/* Serialised state: the fixed part, then the rule slots */
+static Size
+RingBytes(Entity *entity)
+{
+	return entity->kind == 't' ? sizeof(HourBucket) * entity->s.terminal.ring_hours : 0;
+}
+
+/* Serialised state: the fixed part, a terminal's ring, then the rule slots */
 static bytea *
 EntityToBytea(Entity *entity)
 {
 	Size		fixed = entity->kind == 'c' ? sizeof(CustomerState) : sizeof(TerminalState);
-	Size		size = fixed + sizeof(int32) + sizeof(RuleSlot) * entity->nslots;
+	Size		size = fixed + RingBytes(entity) + sizeof(int32) + sizeof(RuleSlot) * entity->nslots;
 	bytea	   *result = palloc(VARHDRSZ + size);
 	char	   *p = VARDATA(result);
 
 	SET_VARSIZE(result, VARHDRSZ + size);
 	memcpy(p, &entity->s, fixed);
 	p += fixed;
+	if (RingBytes(entity) > 0)
+		memcpy(p, entity->ring, RingBytes(entity));
+	p += RingBytes(entity);
 	memcpy(p, &entity->nslots, sizeof(int32));
 	p += sizeof(int32);
 	if (entity->nslots > 0)
@@ -373,6 +395,19 @@ EntityFromBytea(Entity *entity, bytea *data)
 						entity->kind == 'c' ? "card" : "terminal", entity->id),
 				 errhint("Rebuild the scorer's state with pipeline.reset_fraud_scorer.")));
 	memcpy(&entity->s, p, fixed);
+	if (entity->kind == 't' && (entity->s.terminal.ring_hours < 0 ||
+								entity->s.terminal.ring_hours > 2 * WINDOW_HOURS_MAX + 1 ||
+								size < fixed + RingBytes(entity) + sizeof(int32)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the stored state of terminal " INT64_FORMAT " is not readable", entity->id),
+				 errhint("Rebuild the scorer's state with pipeline.reset_fraud_scorer.")));
+	if (RingBytes(entity) > 0)
+	{
+		entity->ring = palloc(RingBytes(entity));
+		memcpy(entity->ring, p + fixed, RingBytes(entity));
+	}
+	fixed += RingBytes(entity);
 	memcpy(&nslots, p + fixed, sizeof(int32));
 	if (nslots < 0 || size != fixed + sizeof(int32) + sizeof(RuleSlot) * nslots)
 		ereport(ERROR,
@@ -503,79 +538,81 @@ StoreStates(Scorer *scorer, HTAB *entities)
 		elog(ERROR, "could not store the state of fraud scorer \"%s\"", scorer->name);
 }
 
-/* Fold transactions (and frauds) into a terminal's decayed counts at time at */
-static void
-FoldIntoTerminal(TerminalState *t, double n, double frauds, double at)
+/* hours before 2000 are negative: C's % would be too */
+static inline int
+RingSlot(int64 hour, int ring_hours)
 {
-	if (at > t->t_ref)
-	{
-		for (int w = 0; w < NWINDOWS; w++)
-		{
-			double		a = Decay(window_seconds[w], at - t->t_ref);
-
-			t->count[w] *= a;
-			t->frauds[w] *= a;
-		}
-		t->t_ref = at;
-	}
-	for (int w = 0; w < NWINDOWS; w++)
-	{
-		double		a = Decay(window_seconds[w], t->t_ref - at);
-
-		t->count[w] += n * a;
-		t->frauds[w] += frauds * a;
-	}
+	return (int) (((hour % ring_hours) + ring_hours) % ring_hours);
 }
 
 /*
- * Move a terminal's ring to hour: the buckets leaving it are older than the
- * delay for every transaction of that hour, and are folded in, oldest first,
- * as of the end of their hour plus the delay.
+ * A transaction at hour H sees the buckets [H - delay - window, H - delay - 1]:
+ * every one of them ended at least the label delay before it.
  */
-static void
-AdvanceTerminal(TerminalState *t, int64 hour, double delay)
+static bool
+InWindow(Entity *terminal, int w, int64 hour, int delay_hours)
 {
-	int64		steps;
+	int64		newest = terminal->s.terminal.newest_hour;
 
-	if (!t->has_ring)
-	{
-		t->has_ring = true;
-		t->ring_hour = hour;
-		return;
-	}
-	if (hour <= t->ring_hour)
-		return;
-	steps = Min(hour - t->ring_hour, RING_HOURS);
-	for (int64 k = hour - steps + 1; k <= hour; k++)
-	{
-		int			slot = (int) (k % RING_HOURS);
-		int64		leaving = k - RING_HOURS;
-
-		if (t->ring_count[slot] > 0 || t->ring_frauds[slot] > 0)
-			FoldIntoTerminal(t, t->ring_count[slot], t->ring_frauds[slot],
-							 (leaving + 1) * SECONDS_PER_HOUR + delay);
-		t->ring_count[slot] = 0;
-		t->ring_frauds[slot] = 0;
-	}
-	t->ring_hour = hour;
+	return hour <= newest - delay_hours - 1 &&
+		hour >= newest - delay_hours - (int64) (window_seconds[w] / SECONDS_PER_HOUR);
 }
 
-/* A confirmed fraud at a terminal, at the transaction's time */
+/* Add transactions and frauds to the bucket of an hour, and to the windows holding it */
 static void
-AddTerminalFraud(TerminalState *t, double tx_time, double delay)
+AddToTerminal(Entity *terminal, int64 hour, int count, int frauds, int delay_hours)
 {
-	int64		hour = (int64) floor(tx_time / SECONDS_PER_HOUR);
+	TerminalState *t = &terminal->s.terminal;
+	HourBucket *bucket;
 
-	if (t->has_ring && hour <= t->ring_hour && hour > t->ring_hour - RING_HOURS)
+	if (t->ring_hours == 0 || hour > t->newest_hour || hour <= t->newest_hour - t->ring_hours)
+		return;					/* older than every window, or never scored here */
+	bucket = &terminal->ring[RingSlot(hour, t->ring_hours)];
+	count = Min(count, PG_UINT16_MAX - bucket->count);
+	frauds = Min(frauds, PG_UINT16_MAX - bucket->frauds);
+	bucket->count += count;
+	bucket->frauds += frauds;
+	for (int w = 0; w < NWINDOWS; w++)
+		if (InWindow(terminal, w, hour, delay_hours))
+		{
+			t->window_count[w] += count;
+			t->window_frauds[w] += frauds;
+		}
+}
+
+/* Move a terminal's ring to hour, its windows following */
+static void
+AdvanceTerminal(Entity *terminal, int64 hour, int delay_hours)
+{
+	TerminalState *t = &terminal->s.terminal;
+	int			ring_hours = delay_hours + WINDOW_HOURS_MAX + 1;
+
+	if (t->ring_hours != ring_hours || hour - t->newest_hour >= ring_hours)
 	{
-		int			slot = (int) (hour % RING_HOURS);
-
-		if (t->ring_frauds[slot] < PG_UINT16_MAX)
-			t->ring_frauds[slot]++;
+		/* a new terminal, or one idle for longer than every window */
+		t->ring_hours = ring_hours;
+		t->newest_hour = hour;
+		memset(t->window_count, 0, sizeof(t->window_count));
+		memset(t->window_frauds, 0, sizeof(t->window_frauds));
+		terminal->ring = palloc0(sizeof(HourBucket) * ring_hours);
+		return;
 	}
-	else if (!t->has_ring || hour <= t->ring_hour - RING_HOURS)
-		FoldIntoTerminal(t, 0, 1, (hour + 1) * SECONDS_PER_HOUR + delay);
-	/* a label ahead of its terminal's ring: the transaction was never scored here */
+	for (int64 k = t->newest_hour + 1; k <= hour; k++)
+	{
+		HourBucket *entering = &terminal->ring[RingSlot(k - delay_hours - 1, ring_hours)];
+
+		for (int w = 0; w < NWINDOWS; w++)
+		{
+			int64		leaving_hour = k - 1 - delay_hours - (int64) (window_seconds[w] / SECONDS_PER_HOUR);
+			HourBucket *leaving = &terminal->ring[RingSlot(leaving_hour, ring_hours)];
+
+			t->window_count[w] += entering->count - leaving->count;
+			t->window_frauds[w] += entering->frauds - leaving->frauds;
+		}
+		/* the oldest bucket left the 30-day window: its slot is this hour's */
+		memset(&terminal->ring[RingSlot(k, ring_hours)], 0, sizeof(HourBucket));
+	}
+	t->newest_hour = Max(t->newest_hour, hour);
 }
 
 static RuleSlot *
@@ -725,7 +762,7 @@ CustomerFeatures(CustomerState *c, double time, double amount, int64 terminal, d
 		}
 		c->t_ref = time;
 	}
-	f[15] = c->velocity;
+	f[15] = log1p(c->velocity);
 	f[16] = (c->weight > 0 && c->m2 > 0) ? (amount - c->mean) / sqrt(c->m2 / c->weight) : 0;
 	f[17] = log1p(c->has_last ? Max(0, time - c->last_time) : NO_PREVIOUS_SECONDS);
 	for (int i = 0; i < c->nrecent; i++)
@@ -738,8 +775,8 @@ CustomerFeatures(CustomerState *c, double time, double amount, int64 terminal, d
 	{
 		c->count[w] += 1;
 		c->sum[w] += amount;
-		f[3 + 2 * w] = c->count[w];
-		f[4 + 2 * w] = c->sum[w] / c->count[w];
+		f[3 + 2 * w] = log1p(c->count[w]);
+		f[4 + 2 * w] = log1p(Max(0, c->sum[w] / c->count[w]));
 	}
 	c->velocity += 1;
 	{
@@ -760,37 +797,18 @@ CustomerFeatures(CustomerState *c, double time, double amount, int64 terminal, d
 }
 
 static void
-TerminalFeatures(TerminalState *t, double time, double delay, int label, double *f)
+TerminalFeatures(Entity *terminal, double time, int delay_hours, int label, double *f)
 {
 	int64		hour = (int64) floor(time / SECONDS_PER_HOUR);
+	TerminalState *t = &terminal->s.terminal;
 
-	AdvanceTerminal(t, hour, delay);
+	AdvanceTerminal(terminal, hour, delay_hours);
 	for (int w = 0; w < NWINDOWS; w++)
 	{
-		double		count = t->count[w] * Decay(window_seconds[w], time - t->t_ref);
-
-		f[9 + 2 * w] = count;
-		f[10 + 2 * w] = t->count[w] > 1e-9 ? t->frauds[w] / t->count[w] : 0;
+		f[9 + 2 * w] = log1p(t->window_count[w]);
+		f[10 + 2 * w] = t->window_count[w] > 0 ? (double) t->window_frauds[w] / t->window_count[w] : 0;
 	}
-	if (hour == t->ring_hour)
-	{
-		int			slot = (int) (hour % RING_HOURS);
-
-		if (t->ring_count[slot] < PG_UINT16_MAX)
-			t->ring_count[slot]++;
-		if (label > 0 && t->ring_frauds[slot] < PG_UINT16_MAX)
-			t->ring_frauds[slot]++;
-	}
-	else if (label > 0 || hour <= t->ring_hour - RING_HOURS)
-		FoldIntoTerminal(t, 1, label > 0 ? 1 : 0, (hour + 1) * SECONDS_PER_HOUR + delay);
-	/* else a transaction behind the ring's newest hour: counted in its bucket */
-	else
-	{
-		int			slot = (int) (hour % RING_HOURS);
-
-		if (t->ring_count[slot] < PG_UINT16_MAX)
-			t->ring_count[slot]++;
-	}
+	AddToTerminal(terminal, hour, 1, label > 0 ? 1 : 0, delay_hours);
 }
 
 /* Time of a transaction: seconds for decay, and the local calendar fields */
@@ -1067,11 +1085,11 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 		if (!found)
 			InitEntity(terminal, 't', terminals[i]);
 		TransactionTime(scorer, tz, time_values[i], &times[i], &weekend, &night);
-		f[0] = amounts[i];
+		f[0] = log1p(Max(0, amounts[i]));
 		f[1] = weekend;
 		f[2] = night;
 		CustomerFeatures(&customer->s.customer, times[i], amounts[i], terminals[i], f);
-		TerminalFeatures(&terminal->s.terminal, times[i], scorer->label_delay, labels[i], f);
+		TerminalFeatures(terminal, times[i], scorer->delay_hours, labels[i], f);
 		customer->dirty = terminal->dirty = true;
 
 		foreach(lc, rules)
@@ -1308,7 +1326,7 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 		terminal = LookupEntity(entities, 't', terminals[i], &found);
 		if (!found)
 			InitEntity(terminal, 't', terminals[i]);
-		AddTerminalFraud(&terminal->s.terminal, times[i], scorer->label_delay);
+		AddToTerminal(terminal, (int64) floor(times[i] / SECONDS_PER_HOUR), 0, 1, scorer->delay_hours);
 		terminal->dirty = true;
 	}
 	StoreStates(scorer, entities);
@@ -1343,9 +1361,19 @@ pipeline_fraud_feature_names(PG_FUNCTION_ARGS)
 	PG_RETURN_ARRAYTYPE_P(construct_array(names, FRAUD_NFEATURES, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-/* pipeline.fraud_state_bytes(): bytes of state per card and per terminal, without rules */
+/*
+ * pipeline.fraud_state_bytes(per_card, label_delay): bytes of state per card
+ * or per terminal, without rule windows
+ */
 Datum
 pipeline_fraud_state_bytes(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT32(PG_GETARG_BOOL(0) ? (int32) sizeof(CustomerState) : (int32) sizeof(TerminalState));
+	Interval   *delay = PG_GETARG_INTERVAL_P(1);
+	double		delay_seconds = delay->time / (double) USECS_PER_SEC +
+		(delay->day + delay->month * 30.0) * SECONDS_PER_DAY;
+	int			ring_hours = (int) ceil(delay_seconds / SECONDS_PER_HOUR) + WINDOW_HOURS_MAX + 1;
+
+	if (PG_GETARG_BOOL(0))
+		PG_RETURN_INT32((int32) (sizeof(CustomerState) + sizeof(int32)));
+	PG_RETURN_INT32((int32) (sizeof(TerminalState) + sizeof(HourBucket) * ring_hours + sizeof(int32)));
 }
