@@ -3366,8 +3366,15 @@ BEGIN
             'labelled_at timestamptz NOT NULL DEFAULT pg_catalog.now())',
             schema_name, prefix OPERATOR(pg_catalog.||) '_labels');
         labels_table := pg_catalog.format('%I.%I', schema_name, prefix OPERATOR(pg_catalog.||) '_labels')::regclass;
+        -- rewritten every batch: room for HOT updates, and lz4 (pglz cost a fifth of the scoring time)
         EXECUTE pg_catalog.format('CREATE TABLE %I.%I (kind "char" NOT NULL, entity bigint NOT NULL, state bytea NOT NULL, '
-            'PRIMARY KEY (kind, entity))', schema_name, prefix OPERATOR(pg_catalog.||) '_state');
+            'PRIMARY KEY (kind, entity)) WITH (fillfactor = 50)', schema_name, prefix OPERATOR(pg_catalog.||) '_state');
+        BEGIN
+            EXECUTE pg_catalog.format('ALTER TABLE %I.%I ALTER COLUMN state SET COMPRESSION lz4',
+                schema_name, prefix OPERATOR(pg_catalog.||) '_state');
+        EXCEPTION WHEN feature_not_supported THEN
+            NULL;   -- a server built without lz4 keeps pglz
+        END;
         state_table := pg_catalog.format('%I.%I', schema_name, prefix OPERATOR(pg_catalog.||) '_state')::regclass;
     EXCEPTION WHEN duplicate_table THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_table',
@@ -3594,7 +3601,7 @@ BEGIN
             stds := stds OPERATOR(pg_catalog.||) ((model->'stds'->>(position OPERATOR(pg_catalog.-) 1))::double precision);
             weights := weights OPERATOR(pg_catalog.||) ((model->'weights'->>(position OPERATOR(pg_catalog.-) 1))::double precision);
         END LOOP;
-    EXCEPTION WHEN data_exception THEN
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format('the model holds a value that is not a number: %s', SQLERRM),
             HINT = 'means, stds and weights are arrays of numbers, one per feature.';
@@ -3643,6 +3650,7 @@ RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_variable
 DECLARE
     scorer_id bigint := pipeline.fraud_scorer_id(scorer);
     new_id bigint;
