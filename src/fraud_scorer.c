@@ -352,27 +352,55 @@ LoadModel(int64 scorer_id)
 	return model;
 }
 
-static Size
-RingBytes(Entity *entity)
+/* A non-empty bucket of a terminal's ring, as stored: most hours have none */
+typedef struct StoredBucket
 {
-	return entity->kind == 't' ? sizeof(HourBucket) * entity->s.terminal.ring_hours : 0;
-}
+	uint16		slot;
+	uint16		count;
+	uint16		frauds;
+} StoredBucket;
 
-/* Serialised state: the fixed part, a terminal's ring, then the rule slots */
+/* The memory entities' rings and rule slots live in: the cache's */
+static MemoryContext entity_context;
+
+/* Serialised state: the fixed part, a terminal's non-empty buckets, then the rule slots */
 static bytea *
 EntityToBytea(Entity *entity)
 {
 	Size		fixed = entity->kind == 'c' ? sizeof(CustomerState) : sizeof(TerminalState);
-	Size		size = fixed + RingBytes(entity) + sizeof(int32) + sizeof(RuleSlot) * entity->nslots;
-	bytea	   *result = palloc(VARHDRSZ + size);
-	char	   *p = VARDATA(result);
+	int32		nbuckets = 0;
+	StoredBucket *buckets = NULL;
+	Size		size;
+	bytea	   *result;
+	char	   *p;
 
+	if (entity->kind == 't' && entity->ring)
+	{
+		buckets = palloc(sizeof(StoredBucket) * entity->s.terminal.ring_hours);
+		for (int i = 0; i < entity->s.terminal.ring_hours; i++)
+			if (entity->ring[i].count > 0 || entity->ring[i].frauds > 0)
+			{
+				buckets[nbuckets].slot = (uint16) i;
+				buckets[nbuckets].count = entity->ring[i].count;
+				buckets[nbuckets].frauds = entity->ring[i].frauds;
+				nbuckets++;
+			}
+	}
+	size = fixed + (entity->kind == 't' ? sizeof(int32) + sizeof(StoredBucket) * nbuckets : 0) +
+		sizeof(int32) + sizeof(RuleSlot) * entity->nslots;
+	result = palloc(VARHDRSZ + size);
+	p = VARDATA(result);
 	SET_VARSIZE(result, VARHDRSZ + size);
 	memcpy(p, &entity->s, fixed);
 	p += fixed;
-	if (RingBytes(entity) > 0)
-		memcpy(p, entity->ring, RingBytes(entity));
-	p += RingBytes(entity);
+	if (entity->kind == 't')
+	{
+		memcpy(p, &nbuckets, sizeof(int32));
+		p += sizeof(int32);
+		if (nbuckets > 0)
+			memcpy(p, buckets, sizeof(StoredBucket) * nbuckets);
+		p += sizeof(StoredBucket) * nbuckets;
+	}
 	memcpy(p, &entity->nslots, sizeof(int32));
 	p += sizeof(int32);
 	if (entity->nslots > 0)
@@ -381,44 +409,60 @@ EntityToBytea(Entity *entity)
 }
 
 static void
+UnreadableState(Entity *entity)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("the stored state of %s " INT64_FORMAT " is not readable",
+					entity->kind == 'c' ? "card" : "terminal", entity->id),
+			 errhint("Rebuild the scorer's state with pipeline.reset_fraud_scorer.")));
+}
+
+static void
 EntityFromBytea(Entity *entity, bytea *data)
 {
 	Size		fixed = entity->kind == 'c' ? sizeof(CustomerState) : sizeof(TerminalState);
 	Size		size = VARSIZE_ANY_EXHDR(data);
 	char	   *p = VARDATA_ANY(data);
+	char	   *end = p + size;
 	int32		nslots;
 
 	if (size < fixed + sizeof(int32) || *(int32 *) p != STATE_VERSION)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("the stored state of %s " INT64_FORMAT " is not readable",
-						entity->kind == 'c' ? "card" : "terminal", entity->id),
-				 errhint("Rebuild the scorer's state with pipeline.reset_fraud_scorer.")));
+		UnreadableState(entity);
 	memcpy(&entity->s, p, fixed);
-	if (entity->kind == 't' && (entity->s.terminal.ring_hours < 0 ||
-								entity->s.terminal.ring_hours > 2 * WINDOW_HOURS_MAX + 1 ||
-								size < fixed + RingBytes(entity) + sizeof(int32)))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("the stored state of terminal " INT64_FORMAT " is not readable", entity->id),
-				 errhint("Rebuild the scorer's state with pipeline.reset_fraud_scorer.")));
-	if (RingBytes(entity) > 0)
+	p += fixed;
+	if (entity->kind == 't')
 	{
-		entity->ring = palloc(RingBytes(entity));
-		memcpy(entity->ring, p + fixed, RingBytes(entity));
+		TerminalState *t = &entity->s.terminal;
+		int32		nbuckets;
+
+		memcpy(&nbuckets, p, sizeof(int32));
+		p += sizeof(int32);
+		if (t->ring_hours < 0 || t->ring_hours > 2 * WINDOW_HOURS_MAX + 1 || nbuckets < 0 ||
+			nbuckets > t->ring_hours || end - p < (Size) nbuckets * sizeof(StoredBucket) + sizeof(int32))
+			UnreadableState(entity);
+		entity->ring = t->ring_hours > 0 ?
+			MemoryContextAllocZero(entity_context, sizeof(HourBucket) * t->ring_hours) : NULL;
+		for (int i = 0; i < nbuckets; i++)
+		{
+			StoredBucket b;
+
+			memcpy(&b, p, sizeof(StoredBucket));
+			p += sizeof(StoredBucket);
+			if (b.slot >= t->ring_hours)
+				UnreadableState(entity);
+			entity->ring[b.slot].count = b.count;
+			entity->ring[b.slot].frauds = b.frauds;
+		}
 	}
-	fixed += RingBytes(entity);
-	memcpy(&nslots, p + fixed, sizeof(int32));
-	if (nslots < 0 || size != fixed + sizeof(int32) + sizeof(RuleSlot) * nslots)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("the stored state of %s " INT64_FORMAT " is not readable",
-						entity->kind == 'c' ? "card" : "terminal", entity->id),
-				 errhint("Rebuild the scorer's state with pipeline.reset_fraud_scorer.")));
+	memcpy(&nslots, p, sizeof(int32));
+	p += sizeof(int32);
+	if (nslots < 0 || end - p != (Size) nslots * sizeof(RuleSlot))
+		UnreadableState(entity);
 	entity->nslots = nslots;
-	entity->slots = nslots > 0 ? palloc(sizeof(RuleSlot) * nslots) : NULL;
+	entity->slots = nslots > 0 ? MemoryContextAlloc(entity_context, sizeof(RuleSlot) * nslots) : NULL;
 	if (nslots > 0)
-		memcpy(entity->slots, p + fixed + sizeof(int32), sizeof(RuleSlot) * nslots);
+		memcpy(entity->slots, p, sizeof(RuleSlot) * nslots);
 }
 
 typedef struct EntityKey
@@ -434,8 +478,89 @@ CreateEntityTable(void)
 
 	ctl.keysize = sizeof(EntityKey);
 	ctl.entrysize = sizeof(Entity) + sizeof(EntityKey);
-	ctl.hcxt = CurrentMemoryContext;
+	ctl.hcxt = entity_context;
 	return hash_create("pg_pipeline fraud entities", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/*
+ * The states a backend holds between batches of one scorer (a Kafka source
+ * worker scores every batch of its table).  Each batch writes a new random
+ * token into the state table beside the states; the cache is only used when
+ * the token it recorded is the one in the table, so a batch by another
+ * session, a rolled-back batch, a label or a reset since makes it reload.
+ */
+typedef struct StateCache
+{
+	int64		scorer_id;
+	uint64		token;			/* 0 while a batch is changing the entities */
+	MemoryContext context;
+	HTAB	   *entities;
+} StateCache;
+
+static StateCache cache;
+
+static uint64
+ReadToken(Scorer *scorer)
+{
+	uint64		token = 0;
+
+	if (SPI_execute(psprintf("SELECT state FROM %s WHERE kind OPERATOR(pg_catalog.=) 'v' "
+							 "AND entity OPERATOR(pg_catalog.=) 0", scorer->state), true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the state of fraud scorer \"%s\"", scorer->name);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		bytea	   *value = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (VARSIZE_ANY_EXHDR(value) == sizeof(uint64))
+			memcpy(&token, VARDATA_ANY(value), sizeof(uint64));
+	}
+	return token;
+}
+
+/* Record a new token beside the states: the batch's, or no cache's (labels) */
+static uint64
+WriteToken(Scorer *scorer)
+{
+	uint64		token;
+	bytea	   *value = palloc(VARHDRSZ + sizeof(uint64));
+	Oid			argtypes[1] = {BYTEAOID};
+	Datum		args[1];
+
+	do
+	{
+		if (!pg_strong_random(&token, sizeof(token)))
+			token = (uint64) GetCurrentTimestamp() ^ ((uint64) MyProcPid << 32);
+	} while (token == 0);
+	SET_VARSIZE(value, VARHDRSZ + sizeof(uint64));
+	memcpy(VARDATA(value), &token, sizeof(uint64));
+	args[0] = PointerGetDatum(value);
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s (kind, entity, state) VALUES ('v', 0, $1) "
+									   "ON CONFLICT (kind, entity) DO UPDATE SET state = EXCLUDED.state",
+									   scorer->state), 1, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write the state of fraud scorer \"%s\"", scorer->name);
+	return token;
+}
+
+/* The scorer's entities: the cache if still valid, else an empty one */
+static HTAB *
+CachedEntities(Scorer *scorer)
+{
+	uint64		token = ReadToken(scorer);
+
+	if (cache.context == NULL || cache.scorer_id != scorer->id || cache.token == 0 || cache.token != token)
+	{
+		if (cache.context)
+			MemoryContextDelete(cache.context);
+		cache.context = AllocSetContextCreate(TopMemoryContext, "pg_pipeline fraud state cache",
+											  ALLOCSET_DEFAULT_SIZES);
+		cache.scorer_id = scorer->id;
+		entity_context = cache.context;
+		cache.entities = CreateEntityTable();
+	}
+	entity_context = cache.context;
+	cache.token = 0;			/* invalid until the batch has written its states */
+	return cache.entities;
 }
 
 /* Entries are an EntityKey followed by the Entity */
@@ -461,23 +586,36 @@ InitEntity(Entity *entity, char kind, int64 id)
 	entity->s.customer.version = STATE_VERSION;	/* first field of both */
 }
 
-/* Read the stored states of the given cards and terminals into the table */
+/* Read the stored states of the given cards and terminals the table lacks */
 static void
 LoadStates(Scorer *scorer, HTAB *entities, int n, const int64 *customers, const int64 *terminals)
 {
 	Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
 	Datum	   *c = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *t = palloc(sizeof(Datum) * Max(n, 1));
+	int			nc = 0,
+				nt = 0;
 	Datum		args[2];
 	char	   *sql;
 
 	for (int i = 0; i < n; i++)
 	{
-		c[i] = Int64GetDatum(customers[i]);
-		t[i] = Int64GetDatum(terminals[i]);
+		EntityKey	key;
+
+		memset(&key, 0, sizeof(key));
+		key.id = customers[i];
+		key.kind = 'c';
+		if (customers[i] != PG_INT64_MIN && !hash_search(entities, &key, HASH_FIND, NULL))
+			c[nc++] = Int64GetDatum(customers[i]);
+		key.id = terminals[i];
+		key.kind = 't';
+		if (!hash_search(entities, &key, HASH_FIND, NULL))
+			t[nt++] = Int64GetDatum(terminals[i]);
 	}
-	args[0] = PointerGetDatum(construct_array(c, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[1] = PointerGetDatum(construct_array(t, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (nc + nt == 0)
+		return;
+	args[0] = PointerGetDatum(construct_array(c, nc, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(t, nt, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	sql = psprintf("SELECT kind, entity, state FROM %s WHERE kind OPERATOR(pg_catalog.=) 'c' "
 				   "AND entity OPERATOR(pg_catalog.=) ANY ($1) UNION ALL "
 				   "SELECT kind, entity, state FROM %s WHERE kind OPERATOR(pg_catalog.=) 't' "
@@ -524,6 +662,7 @@ StoreStates(Scorer *scorer, HTAB *entities)
 		kinds[count] = CharGetDatum(entity->kind);
 		ids[count] = Int64GetDatum(entity->id);
 		states[count] = PointerGetDatum(EntityToBytea(entity));
+		entity->dirty = false;
 		count++;
 	}
 	if (count == 0)
@@ -594,7 +733,7 @@ AdvanceTerminal(Entity *terminal, int64 hour, int delay_hours)
 		t->newest_hour = hour;
 		memset(t->window_count, 0, sizeof(t->window_count));
 		memset(t->window_frauds, 0, sizeof(t->window_frauds));
-		terminal->ring = palloc0(sizeof(HourBucket) * ring_hours);
+		terminal->ring = MemoryContextAllocZero(entity_context, sizeof(HourBucket) * ring_hours);
 		return;
 	}
 	for (int64 k = t->newest_hour + 1; k <= hour; k++)
@@ -622,7 +761,7 @@ FindSlot(Entity *entity, int64 rule_id)
 		if (entity->slots[i].rule_id == rule_id)
 			return &entity->slots[i];
 	if (entity->nslots == 0)
-		entity->slots = palloc(sizeof(RuleSlot));
+		entity->slots = MemoryContextAlloc(entity_context, sizeof(RuleSlot));
 	else
 		entity->slots = repalloc(entity->slots, sizeof(RuleSlot) * (entity->nslots + 1));
 	memset(&entity->slots[entity->nslots], 0, sizeof(RuleSlot));
@@ -1055,7 +1194,7 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 		labels[i] = !scorer->has_label || isnull[5] ? -1 : DatumGetBool(v[5]) ? 1 : 0;
 	}
 
-	entities = CreateEntityTable();
+	entities = CachedEntities(scorer);
 	LoadStates(scorer, entities, n, customers, terminals);
 
 	scores = palloc(sizeof(double) * Max(n, 1));
@@ -1244,6 +1383,7 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 		}
 	}
 	StoreStates(scorer, entities);
+	cache.token = WriteToken(scorer);
 
 	SPI_finish();
 	AtEOXact_GUC(true, nestlevel);
@@ -1308,6 +1448,7 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 		times[i] = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
 		frauds[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
 	}
+	entity_context = CurrentMemoryContext;
 	entities = CreateEntityTable();
 	{
 		int64	   *none = palloc0(sizeof(int64) * Max(n, 1));
@@ -1330,6 +1471,7 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 		terminal->dirty = true;
 	}
 	StoreStates(scorer, entities);
+	(void) WriteToken(scorer);	/* caches of the scorer are stale now */
 
 	sql = psprintf("UPDATE %s s SET label = l.is_fraud FROM (SELECT DISTINCT ON (transaction_id) "
 				   "transaction_id, is_fraud FROM pipeline_new ORDER BY transaction_id, labelled_at DESC) l "
