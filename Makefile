@@ -45,7 +45,8 @@ endif
 SHLIB_LINK = $(RDKAFKA_LIBS)
 
 MOCK_BROKER = test/kafka_mock_broker
-EXTRA_CLEAN = $(MOCK_BROKER) results regression.diffs regression.out
+READ_RATE = test/kafka_read_rate
+EXTRA_CLEAN = $(MOCK_BROKER) $(READ_RATE) results regression.diffs regression.out
 
 # Debian keeps one pg_config per major version; prefer 15's.
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
@@ -56,12 +57,16 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
 
-all: $(MOCK_BROKER)
+all: $(MOCK_BROKER) $(READ_RATE)
 
 # PGXS tracks no header dependencies here: rebuild on any header change
 $(OBJS): $(wildcard src/*.h)
 
 $(MOCK_BROKER): test/kafka_mock_broker.c
+	$(CC) -O2 -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) $(RDKAFKA_CFLAGS) \
+		-o $@ $< $(RDKAFKA_LIBS)
+
+$(READ_RATE): test/kafka_read_rate.c
 	$(CC) -O2 -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) $(RDKAFKA_CFLAGS) \
 		-o $@ $< $(RDKAFKA_LIBS)
 endif

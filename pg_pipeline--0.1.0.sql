@@ -3417,15 +3417,24 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     s pipeline.fraud_scorers;
+    t regclass;
 BEGIN
     SELECT * INTO s FROM pipeline.fraud_scorers f WHERE f.id OPERATOR(pg_catalog.=) pipeline.fraud_scorer_id(name);
-    EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
-        'pipeline_fraud_' OPERATOR(pg_catalog.||) s.id OPERATOR(pg_catalog.||) '_score', s.source);
-    IF keep_tables THEN
+    -- tables dropped by hand since are skipped
+    IF EXISTS (SELECT FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) s.source) THEN
         EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
-            'pipeline_fraud_' OPERATOR(pg_catalog.||) s.id OPERATOR(pg_catalog.||) '_label', s.labels);
+            'pipeline_fraud_' OPERATOR(pg_catalog.||) s.id OPERATOR(pg_catalog.||) '_score', s.source);
+    END IF;
+    IF keep_tables THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) s.labels) THEN
+            EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
+                'pipeline_fraud_' OPERATOR(pg_catalog.||) s.id OPERATOR(pg_catalog.||) '_label', s.labels);
+        END IF;
     ELSE
-        EXECUTE pg_catalog.format('DROP TABLE %s, %s, %s, %s', s.scores, s.alerts, s.labels, s.state);
+        FOR t IN SELECT r.oid::regclass FROM pg_catalog.pg_class r
+                  WHERE r.oid OPERATOR(pg_catalog.=) ANY (ARRAY[s.scores, s.alerts, s.labels, s.state]::oid[]) LOOP
+            EXECUTE pg_catalog.format('DROP TABLE %s', t);
+        END LOOP;
     END IF;
     DELETE FROM pipeline.fraud_scorers f WHERE f.id OPERATOR(pg_catalog.=) s.id;
 END

@@ -5,6 +5,8 @@
 #   (1) a source with store_rows = false: rows only feed the aggregate
 #   (2) a source storing its rows, with the aggregate over its table
 #   (3) a source storing its rows, no aggregate (plain ingestion)
+# and, as the transport's ceiling, (0) a bare librdkafka consumer reading
+# the same topic (test/kafka_read_rate).
 # Each is exactly-once: rows, states and offsets commit together.
 #
 #   bash bench/aggregate_kafka.sh [MESSAGES]     (default 1000000)
@@ -66,6 +68,9 @@ run() {
 	rate "$N" "$t0" "$t1"
 }
 
+# the transport's ceiling: a bare librdkafka consumer, same fetch settings, no database
+ceiling=$(test/kafka_read_rate "$BROKER_BOOTSTRAP" events "$PARTITIONS" "$N" | sed 's/.*: \([0-9]*\) msg\/s/\1/')
+
 poll_open bench
 folded=$(run folded ', "store_rows": false')
 stored=$(run stored '')
@@ -82,5 +87,6 @@ q bench "SELECT count(*) FROM (SELECT * FROM folded_summary EXCEPT SELECT * FROM
 printf '%-62s %10s msg/s\n' "(1) json source, store_rows false, folded into the aggregate" "$folded" \
 	"(2) json source storing rows, aggregate over its table" "$stored" \
 	"(3) json source storing rows, no aggregate" "$plain"
-awk -v a="$folded" -v b="$stored" -v c="$plain" 'BEGIN { printf "ratio (1)/(3) = %.2fx   ratio (2)/(3) = %.2fx\n", a / c, b / c }'
+printf '%-62s %10s msg/s\n' "(0) bare librdkafka consumer reading the topic, no database" "$ceiling"
+awk -v a="$folded" -v b="$stored" -v c="$plain" -v d="$ceiling" 'BEGIN { printf "ratio (1)/(3) = %.2fx   ratio (2)/(3) = %.2fx   ratio (1)/(0) = %.2fx\n", a / c, b / c, a / d }'
 broker_stop

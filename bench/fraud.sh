@@ -57,8 +57,8 @@ stream() {
 
 # protocol LABEL: replay the staged data through a fresh scorer, train, test
 protocol() {
-	q bench "DROP TABLE IF EXISTS card_tx CASCADE" >/dev/null 2>&1
 	q bench "SELECT pipeline.drop_fraud_scorer(name) FROM pipeline.fraud_scorers" >/dev/null
+	q bench "DROP TABLE IF EXISTS card_tx" >/dev/null 2>&1
 	q bench "CREATE TABLE card_tx (LIKE staged)"
 	q bench "SELECT pipeline.create_fraud_scorer('cards', 'card_tx', '{\"label_column\": \"is_fraud\", \"notify_channel\": null}')" >/dev/null
 	local speed

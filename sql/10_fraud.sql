@@ -136,3 +136,9 @@ SELECT pipeline.drop_fraud_scorer('cards');
 SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pipeline_fraud_%';
 SELECT to_regclass('cards_scores'), to_regclass('cards_state');
 SELECT pipeline.drop_fraud_scorer('cards');
+-- a scorer whose table was dropped by hand still drops cleanly
+CREATE TABLE gone_tx (LIKE card_tx);
+SELECT pipeline.create_fraud_scorer('gone', 'gone_tx');
+DROP TABLE gone_tx, gone_scores;
+SELECT pipeline.drop_fraud_scorer('gone');
+SELECT count(*) FROM pipeline.fraud_scorers;

@@ -4,7 +4,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
 
-plan 10
+plan 12
 
 export DEMO_DIR
 DEMO_DIR=$(mktemp -d)
@@ -40,6 +40,22 @@ is "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo \
 	"$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d pos \
 	-c "SELECT sum(amount) FROM transactions WHERE store_id IS NOT NULL AND qty > 0")" \
 	"the demo's retail report totals the POS database's good sales"
+
+# the fintech case: the live card stream is scored by the trained model as it lands
+for _ in $(seq 150); do
+	[ "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo \
+		-c "SELECT count(score) > 20 FROM fintech.cards_scores WHERE tx_time >= '2018-05-31'")" = t ] && break
+	sleep 0.2
+done
+is "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo \
+	-c "SELECT count(score) > 20 FROM fintech.cards_scores WHERE tx_time >= '2018-05-31'")" t \
+	"the demo's live card stream is scored as it lands"
+is "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo \
+	-c "SELECT (SELECT sum(transactions) FROM fintech.daily_card_totals WHERE day < '2018-05-31')
+	           = (SELECT count(*) FROM fintech.simulated WHERE tx_time < '2018-05-31')
+	       AND (SELECT count(*) FROM fintech.alert_outcomes) > 0
+	       AND (SELECT model_version FROM pipeline.fraud_scorer_status WHERE scorer = 'cards') = 1")" t \
+	"the demo's compliance reports total the scored history, and a model scores"
 
 bash test/demo stop >/dev/null 2>&1
 ok $? "demo stop succeeds"
