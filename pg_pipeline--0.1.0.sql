@@ -3352,8 +3352,8 @@ BEGIN
             'model_version integer, scored_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp())',
             schema_name, prefix OPERATOR(pg_catalog.||) '_scores', time_type);
         scores_table := pg_catalog.format('%I.%I', schema_name, prefix OPERATOR(pg_catalog.||) '_scores')::regclass;
+        -- by time only: an index by card, written in random order, halved the scoring rate
         EXECUTE pg_catalog.format('CREATE INDEX ON %s (tx_time)', scores_table);
-        EXECUTE pg_catalog.format('CREATE INDEX ON %s (customer_id, tx_time)', scores_table);
         EXECUTE pg_catalog.format('CREATE TABLE %I.%I (alert_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, '
             'transaction_id bigint NOT NULL, customer_id bigint NOT NULL, terminal_id bigint NOT NULL, '
             'tx_time %s NOT NULL, amount double precision NOT NULL, score double precision, action text NOT NULL, '
