@@ -3523,8 +3523,9 @@ AS $$
 DECLARE
     scorer bigint := pipeline.fraud_scorer_id(name);
 BEGIN
-    IF NOT EXISTS (SELECT FROM pipeline.fraud_models m WHERE m.scorer_id OPERATOR(pg_catalog.=) scorer
-                                                    AND m.version OPERATOR(pg_catalog.=) activate_fraud_model.version) THEN
+    PERFORM FROM pipeline.fraud_models m WHERE m.scorer_id OPERATOR(pg_catalog.=) scorer
+                                          AND m.version OPERATOR(pg_catalog.=) activate_fraud_model.version;
+    IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = pg_catalog.format('fraud scorer "%s" has no model version %s', name, version),
             HINT = 'SELECT version FROM pipeline.fraud_models lists the versions.';

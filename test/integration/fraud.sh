@@ -1,8 +1,9 @@
 # Fraud scoring inside a Kafka source's batches: a stream of simulated card
 # transactions read through worker kills (SIGKILL) is scored exactly as the
 # same transactions inserted in one order by SQL (scores, features, rule hits
-# and state equal, row for row); a rule added while the stream runs applies
-# from the next batch; alerts are sent by NOTIFY once their batch commits.
+# and state equal, row for row), also when a batch rolls back inside the
+# scorer; a rule added while the stream runs applies from the next batch;
+# alerts are sent by NOTIFY once their batch commits.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
@@ -69,7 +70,14 @@ ok $? "the first part of the stream is stored"
 
 # a rule added while the source runs: every later message is scored with it
 q $db "SELECT pipeline.add_fraud_rule('streamed', 'burst', 'customer', 'count', '2 hours', '>=', 3, '{\"action\": \"review\", \"weight\": 1.5}')" >/dev/null
-produce "transaction_id >= $half"
+# a transaction id already scored, in the middle of the second part: its
+# batch fails inside the scorer and rolls back (the state the worker cached
+# for it included), the source isolates it as a dead letter, the rest is scored
+produce "transaction_id >= $half AND transaction_id < $half + 2000"
+q $db "SELECT transaction_id || ':' || json_build_object('transaction_id', transaction_id, 'tx_time', tx_time,
+           'customer_id', customer_id, 'terminal_id', terminal_id, 'amount', amount, 'is_fraud', is_fraud)
+         FROM simulated WHERE transaction_id = 5" | kcat -b "$BROKER_BOOTSTRAP" -P -t cards -K:
+produce "transaction_id >= $half + 2000"
 wait_for_sql 90 $db "SELECT count(*) >= $total FROM streamed_tx"
 ok $? "the whole stream is stored"
 sleep 1
@@ -102,7 +110,11 @@ notified=$(psql -X -d $db -c "LISTEN pipeline_fraud_alerts" \
 	-c "SELECT 1" 2>&1)
 like "$notified" 'Asynchronous notification "pipeline_fraud_alerts" with payload "\{"scorer": "reference", "transaction_id": 9999997, "score": [0-9.]+, "action": "review"\}"' \
 	"an alert is notified on pipeline_fraud_alerts with its transaction and action"
-is "$(q $db "SELECT count(*) FROM pipeline.kafka_dead_letters")" 0 "no dead letters"
+like "$(q $db "SELECT count(*) || ' ' || min(\"offset\") || ' ' || min(error) FROM pipeline.kafka_dead_letters")" \
+	"^1 $((half + 2000)) duplicate key value violates unique constraint" \
+	"the repeated transaction is the one dead letter, with the reason"
 
 broker_stop
+q "DROP DATABASE $db WITH (FORCE)" >/dev/null
+q "ALTER SYSTEM RESET pg_pipeline.restart_backoff_max" && q "SELECT pg_reload_conf()" >/dev/null
 done_testing
