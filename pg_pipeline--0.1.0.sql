@@ -3071,7 +3071,10 @@ CREATE TABLE pipeline.fraud_scorers (
     alerts regclass NOT NULL,
     labels regclass NOT NULL,
     state regclass NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- the scorer sizes its terminal state by the delay
+    CHECK (label_delay OPERATOR(pg_catalog.>=) '0'::interval AND label_delay OPERATOR(pg_catalog.<=) '30 days'::interval),
+    CHECK (alert_threshold OPERATOR(pg_catalog.>=) 0 AND alert_threshold OPERATOR(pg_catalog.<=) 1)
 );
 COMMENT ON TABLE pipeline.fraud_scorers IS
     'fraud scorers: the transactions table each scores, its columns, and the tables it writes';
@@ -3628,7 +3631,8 @@ BEGIN
                                         pg_catalog.cardinality(names)),
             HINT = 'Import what pipeline.export_fraud_model returns.';
     END IF;
-    IF EXISTS (SELECT FROM pg_catalog.unnest(stds) d WHERE NOT d OPERATOR(pg_catalog.>) 0 OR d OPERATOR(pg_catalog.=) 'infinity')
+    IF EXISTS (SELECT FROM pg_catalog.unnest(stds) d WHERE NOT d OPERATOR(pg_catalog.>) 0
+                                                       OR d OPERATOR(pg_catalog.=) ANY (ARRAY['infinity', 'NaN']::double precision[]))
        OR EXISTS (SELECT FROM pg_catalog.unnest(means OPERATOR(pg_catalog.||) weights OPERATOR(pg_catalog.||) intercept) v
                    WHERE v OPERATOR(pg_catalog.=) ANY (ARRAY['infinity', '-infinity', 'NaN']::double precision[])) THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',

@@ -130,6 +130,36 @@ SELECT transactions, frauds, round(auc::numeric, 4) AS auc, round(average_precis
   FROM pipeline.evaluate_fraud_scorer('eval', '2026-01-10', '2026-01-12', 2);
 SELECT pipeline.evaluate_fraud_scorer('eval', '2026-01-10', '2026-01-12', 0);
 
+-- only pg_pipeline's trigger on the scorer's own table may run it, and amounts must be finite
+CREATE TABLE not_cards (LIKE card_tx);
+CREATE TRIGGER pipeline_fraud_x AFTER INSERT ON not_cards REFERENCING NEW TABLE AS pipeline_new
+    FOR EACH STATEMENT EXECUTE FUNCTION pipeline.fraud_score_trigger('1');
+INSERT INTO not_cards VALUES (100, '2026-01-12 10:00', 1, 1, 1);
+DROP TRIGGER pipeline_fraud_x ON not_cards;
+CREATE TRIGGER pipeline_fraud_1_score AFTER INSERT ON not_cards REFERENCING NEW TABLE AS pipeline_new
+    FOR EACH STATEMENT EXECUTE FUNCTION pipeline.fraud_score_trigger('1');
+INSERT INTO not_cards VALUES (100, '2026-01-12 10:00', 1, 1, 1);
+DROP TABLE not_cards;
+CREATE TABLE float_tx (transaction_id bigint, tx_time timestamptz, customer_id integer, terminal_id integer,
+                       amount double precision);
+SELECT pipeline.create_fraud_scorer('floats', 'float_tx', '{"notify_channel": null}');
+INSERT INTO float_tx VALUES (1, '2026-01-12 10:00', 1, 1, 'NaN');
+SELECT pipeline.drop_fraud_scorer('floats');
+\set VERBOSITY terse
+UPDATE pipeline.fraud_scorers SET label_delay = '45 days' WHERE name = 'cards';
+\set VERBOSITY default
+
+-- a label taken back takes its fraud out of the terminal's risk
+CREATE TABLE relabel_tx (LIKE card_tx);
+SELECT pipeline.create_fraud_scorer('relabel', 'relabel_tx', '{"label_delay": "1 hour", "notify_channel": null}');
+INSERT INTO relabel_tx VALUES (1, '2026-01-12 10:00', 1, 5, 10);
+INSERT INTO relabel_labels (transaction_id) VALUES (1);
+INSERT INTO relabel_tx VALUES (2, '2026-01-12 12:10', 2, 5, 10);
+INSERT INTO relabel_labels (transaction_id, is_fraud) VALUES (1, false);
+INSERT INTO relabel_tx VALUES (3, '2026-01-12 12:20', 3, 5, 10);
+SELECT transaction_id, features[11] AS terminal_risk_1d, label FROM relabel_scores ORDER BY 1;
+SELECT pipeline.drop_fraud_scorer('relabel');
+
 -- drop: triggers and tables go
 SELECT pipeline.drop_fraud_scorer('eval');
 SELECT pipeline.drop_fraud_scorer('cards');

@@ -48,7 +48,7 @@ CholeskySolve(double a[NPARAMS][NPARAMS], double *b, double *x)
 
 		for (int k = 0; k < j; k++)
 			d -= a[j][k] * a[j][k];
-		if (d <= 0)
+		if (!(d > 0))			/* NaN too */
 			return false;
 		a[j][j] = sqrt(d);
 		for (int i = j + 1; i < NPARAMS; i++)
@@ -132,6 +132,11 @@ pipeline_fraud_fit_logistic(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_iterations must be between 1 and 1000"),
 				 errhint("Newton's method usually converges in about 10 iterations.")));
+	if (get_rel_name(scores) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", scores),
+				 errhint("Give a fraud scorer's scores table.")));
 	relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(scores)), get_rel_name(scores));
 
 	caller_context = CurrentMemoryContext;
@@ -159,13 +164,20 @@ pipeline_fraud_fit_logistic(PG_FUNCTION_ARGS)
 		ArrayType  *features = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[r],
 																SPI_tuptable->tupdesc, 1, &isnull));
 
-		if (isnull || ArrayGetNItems(ARR_NDIM(features), ARR_DIMS(features)) != FRAUD_NFEATURES ||
+		if (isnull || ARR_ELEMTYPE(features) != FLOAT8OID ||
+			ArrayGetNItems(ARR_NDIM(features), ARR_DIMS(features)) != FRAUD_NFEATURES ||
 			ARR_HASNULL(features))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
 					 errmsg("a scored transaction has no feature vector of %d values", FRAUD_NFEATURES),
 					 errhint("Train on rows the scorer wrote, not on rows changed by hand.")));
 		memcpy(&x[r * FRAUD_NFEATURES], ARR_DATA_PTR(features), sizeof(double) * FRAUD_NFEATURES);
+		for (int k = 0; k < FRAUD_NFEATURES; k++)
+			if (isnan(x[r * FRAUD_NFEATURES + k]) || isinf(x[r * FRAUD_NFEATURES + k]))
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_EXCEPTION),
+						 errmsg("a scored transaction has a feature that is not a finite number"),
+						 errhint("Train on rows the scorer wrote, not on rows changed by hand.")));
 		y[r] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
 		nfrauds += y[r];
 	}

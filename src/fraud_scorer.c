@@ -52,6 +52,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/float.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
@@ -91,6 +92,9 @@ static const double window_seconds[NWINDOWS] = {SECONDS_PER_DAY, 7 * SECONDS_PER
 #define WINDOW_HOURS_MAX (30 * 24)
 #define RULE_BUCKETS 16
 #define STATE_VERSION 1
+/* bounds of stored hour and bucket numbers: beyond any timestamp */
+#define MAX_HOURS INT64CONST(1000000000000)
+#define MAX_BUCKETS INT64CONST(1000000000000000)
 
 /* A card's state, as stored (bytea) */
 typedef struct CustomerState
@@ -220,19 +224,19 @@ QualifiedName(Oid relid)
 	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
 }
 
-/* The scorer's definition, as its owner sees it */
+/* The scorer's definition, as its owner sees it; table must be its source or labels column */
 static Scorer *
-LoadScorer(int64 scorer_id, Oid owner)
+LoadScorer(int64 scorer_id, Oid owner, Oid table, const char *column)
 {
-	Oid			argtypes[2] = {INT8OID, OIDOID};
-	Datum		args[2] = {Int64GetDatum(scorer_id), ObjectIdGetDatum(owner)};
+	Oid			argtypes[3] = {INT8OID, OIDOID, OIDOID};
+	Datum		args[3] = {Int64GetDatum(scorer_id), ObjectIdGetDatum(owner), ObjectIdGetDatum(table)};
 	Scorer	   *scorer = palloc0(sizeof(Scorer));
 	HeapTuple	tuple;
 	TupleDesc	desc;
 	bool		isnull;
 	StringInfoData columns;
 
-	if (SPI_execute_with_args("SELECT name, id_column, customer_column, terminal_column, amount_column, "
+	if (SPI_execute_with_args(psprintf("SELECT name, id_column, customer_column, terminal_column, amount_column, "
 							  "time_column, label_column, "
 							  "EXTRACT(epoch FROM label_delay)::pg_catalog.float8, alert_threshold, "
 							  "notify_channel, scores::pg_catalog.oid, alerts::pg_catalog.oid, "
@@ -240,13 +244,14 @@ LoadScorer(int64 scorer_id, Oid owner)
 							  "pipeline.target_column_type(source, time_column) "
 							  "OPERATOR(pg_catalog.=) 'timestamp with time zone'::pg_catalog.regtype "
 							  "FROM pipeline.fraud_scorers WHERE id OPERATOR(pg_catalog.=) $1 "
-							  "AND owner::pg_catalog.oid OPERATOR(pg_catalog.=) $2",
-							  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+							  "AND owner::pg_catalog.oid OPERATOR(pg_catalog.=) $2 "
+							  "AND %s::pg_catalog.oid OPERATOR(pg_catalog.=) $3", column),
+							  3, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read pipeline.fraud_scorers");
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("fraud scorer " INT64_FORMAT " does not exist", scorer_id),
+				 errmsg("fraud scorer " INT64_FORMAT " does not exist or does not watch this table", scorer_id),
 				 errhint("Drop the leftover pipeline_fraud_* triggers of this table.")));
 	tuple = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -426,11 +431,23 @@ EntityFromBytea(Entity *entity, bytea *data)
 	char	   *p = VARDATA_ANY(data);
 	char	   *end = p + size;
 	int32		nslots;
+	int32		version;
 
-	if (size < fixed + sizeof(int32) || *(int32 *) p != STATE_VERSION)
+	if (size < fixed + sizeof(int32))
+		UnreadableState(entity);
+	memcpy(&version, p, sizeof(int32));
+	if (version != STATE_VERSION)
 		UnreadableState(entity);
 	memcpy(&entity->s, p, fixed);
 	p += fixed;
+	/* indexes and times it holds stay in range, whatever the bytes were */
+	if (entity->kind == 'c' &&
+		(entity->s.customer.recent_next < 0 || entity->s.customer.recent_next >= RECENT_TERMINALS ||
+		 entity->s.customer.nrecent < 0 || entity->s.customer.nrecent > RECENT_TERMINALS))
+		UnreadableState(entity);
+	if (entity->kind == 't' && (entity->s.terminal.newest_hour > MAX_HOURS ||
+								entity->s.terminal.newest_hour < -MAX_HOURS))
+		UnreadableState(entity);
 	if (entity->kind == 't')
 	{
 		TerminalState *t = &entity->s.terminal;
@@ -463,6 +480,10 @@ EntityFromBytea(Entity *entity, bytea *data)
 	entity->slots = nslots > 0 ? MemoryContextAlloc(entity_context, sizeof(RuleSlot) * nslots) : NULL;
 	if (nslots > 0)
 		memcpy(entity->slots, p, sizeof(RuleSlot) * nslots);
+	for (int i = 0; i < nslots; i++)
+		if (entity->slots[i].newest_bucket != PG_INT64_MIN &&
+			(entity->slots[i].newest_bucket > MAX_BUCKETS || entity->slots[i].newest_bucket < -MAX_BUCKETS))
+			UnreadableState(entity);
 }
 
 typedef struct EntityKey
@@ -505,7 +526,7 @@ ReadToken(Scorer *scorer)
 	uint64		token = 0;
 
 	if (SPI_execute(psprintf("SELECT state FROM %s WHERE kind OPERATOR(pg_catalog.=) 'v' "
-							 "AND entity OPERATOR(pg_catalog.=) 0", scorer->state), true, 1) != SPI_OK_SELECT)
+							 "AND entity OPERATOR(pg_catalog.=) 0", scorer->state), false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the state of fraud scorer \"%s\"", scorer->name);
 	if (SPI_processed == 1)
 	{
@@ -542,7 +563,11 @@ WriteToken(Scorer *scorer)
 	return token;
 }
 
-/* The scorer's entities: the cache if still valid, else an empty one */
+/*
+ * The scorer's entities: the cache if still valid, else an empty one.
+ * Called after LockScorer: reads here are not read-only, so they take a new
+ * snapshot and see what a batch that held the lock before us committed.
+ */
 static HTAB *
 CachedEntities(Scorer *scorer)
 {
@@ -708,7 +733,7 @@ AddToTerminal(Entity *terminal, int64 hour, int count, int frauds, int delay_hou
 		return;					/* older than every window, or never scored here */
 	bucket = &terminal->ring[RingSlot(hour, t->ring_hours)];
 	count = Min(count, PG_UINT16_MAX - bucket->count);
-	frauds = Min(frauds, PG_UINT16_MAX - bucket->frauds);
+	frauds = Max(Min(frauds, PG_UINT16_MAX - bucket->frauds), -bucket->frauds);
 	bucket->count += count;
 	bucket->frauds += frauds;
 	for (int w = 0; w < NWINDOWS; w++)
@@ -733,6 +758,8 @@ AdvanceTerminal(Entity *terminal, int64 hour, int delay_hours)
 		t->newest_hour = hour;
 		memset(t->window_count, 0, sizeof(t->window_count));
 		memset(t->window_frauds, 0, sizeof(t->window_frauds));
+		if (terminal->ring)
+			pfree(terminal->ring);
 		terminal->ring = MemoryContextAllocZero(entity_context, sizeof(HourBucket) * ring_hours);
 		return;
 	}
@@ -804,7 +831,8 @@ RuleValue(Rule *rule, RuleSlot *slot, double time, double amount)
 				max = -INFINITY,
 				min = INFINITY;
 
-	if (slot->newest_bucket == PG_INT64_MIN || bucket - slot->newest_bucket >= RULE_BUCKETS)
+	if (slot->newest_bucket == PG_INT64_MIN ||
+		(bucket > slot->newest_bucket && (uint64) bucket - (uint64) slot->newest_bucket >= RULE_BUCKETS))
 	{
 		memset(slot->count, 0, sizeof(slot->count));
 		memset(slot->sum, 0, sizeof(slot->sum));
@@ -817,7 +845,7 @@ RuleValue(Rule *rule, RuleSlot *slot, double time, double amount)
 	}
 	while (slot->newest_bucket < bucket)
 	{
-		int			i = (int) (++slot->newest_bucket % RULE_BUCKETS);
+		int			i = RingSlot(++slot->newest_bucket, RULE_BUCKETS);
 
 		slot->count[i] = 0;
 		slot->sum[i] = 0;
@@ -825,9 +853,9 @@ RuleValue(Rule *rule, RuleSlot *slot, double time, double amount)
 		slot->min[i] = INFINITY;
 	}
 	/* an event older than the window counts for nothing */
-	if (bucket > slot->newest_bucket - RULE_BUCKETS)
+	if (bucket > slot->newest_bucket - RULE_BUCKETS && bucket <= slot->newest_bucket)
 	{
-		int			i = (int) (((bucket % RULE_BUCKETS) + RULE_BUCKETS) % RULE_BUCKETS);
+		int			i = RingSlot(bucket, RULE_BUCKETS);
 
 		slot->count[i] += 1;
 		slot->sum[i] += amount;
@@ -1088,19 +1116,33 @@ LockScorer(int64 scorer_id)
 		elog(ERROR, "could not lock fraud scorer " INT64_FORMAT, scorer_id);
 }
 
-static void
-CheckTrigger(FunctionCallInfo fcinfo, const char *function)
+/*
+ * The scorer a trigger fires for: only pg_pipeline's own triggers, named
+ * after the scorer, may call these functions (LoadScorer then checks the
+ * table is the scorer's), or anyone could make a scorer act on their rows.
+ */
+static int64
+CheckTrigger(FunctionCallInfo fcinfo, const char *function, const char *suffix)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	int64		scorer_id;
+	char		expected_name[NAMEDATALEN];
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
-		trigdata->tg_trigger->tgnargs != 1 || trigdata->tg_newtable == NULL ||
-		strncmp(trigdata->tg_trigger->tgname, "pipeline_fraud_", 15) != 0)
+		trigdata->tg_trigger->tgnargs != 1 || trigdata->tg_newtable == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("%s must be fired by pg_pipeline's statement triggers", function),
 				 errhint("Do not use it directly: pipeline.create_fraud_scorer creates its triggers.")));
+	scorer_id = pg_strtoint64(trigdata->tg_trigger->tgargs[0]);
+	snprintf(expected_name, sizeof(expected_name), "pipeline_fraud_" INT64_FORMAT "_%s", scorer_id, suffix);
+	if (strcmp(trigdata->tg_trigger->tgname, expected_name) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" is not pg_pipeline's", trigdata->tg_trigger->tgname),
+				 errhint("Do not use %s directly: pipeline.create_fraud_scorer creates its triggers.", function)));
+	return scorer_id;
 }
 
 /*
@@ -1141,8 +1183,7 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 	Datum	   *alert_actions,
 			   *alert_reasons;
 
-	CheckTrigger(fcinfo, "pipeline.fraud_score_trigger()");
-	scorer_id = pg_strtoint64(trigdata->tg_trigger->tgargs[0]);
+	scorer_id = CheckTrigger(fcinfo, "pipeline.fraud_score_trigger()", "score");
 	owner = PipelineCatalogOwner("fraud_scorers", scorer_id);
 	nestlevel = EnterScorer(scorer_id, owner, &save_userid, &save_sec_context);
 	batch_context = AllocSetContextCreate(CurrentMemoryContext, "pg_pipeline fraud batch",
@@ -1152,7 +1193,7 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "could not register the transition table of fraud scorer " INT64_FORMAT, scorer_id);
 	LockScorer(scorer_id);
-	scorer = LoadScorer(scorer_id, owner);
+	scorer = LoadScorer(scorer_id, owner, RelationGetRelid(trigdata->tg_relation), "source");
 	(void) set_config_option("TimeZone", scorer->time_zone, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	tz = pg_tzset(scorer->time_zone);
@@ -1190,6 +1231,13 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 		customers[i] = DatumGetInt64(v[1]);
 		terminals[i] = DatumGetInt64(v[2]);
 		amounts[i] = DatumGetFloat8(v[3]);
+		/* one NaN would poison the card's state for good */
+		if (isnan(amounts[i]) || isinf(amounts[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("fraud scorer \"%s\" cannot score transaction " INT64_FORMAT " with amount %s",
+							scorer->name, tx_ids[i], float8out_internal(amounts[i])),
+					 errhint("Give every transaction a finite amount.")));
 		time_values[i] = v[4];
 		labels[i] = !scorer->has_label || isnull[5] ? -1 : DatumGetBool(v[5]) ? 1 : 0;
 	}
@@ -1414,32 +1462,34 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 	int64	   *terminals;
 	double	   *times;
 	bool	   *frauds;
+	bool	   *was_fraud;
 	char	   *sql;
 
-	CheckTrigger(fcinfo, "pipeline.fraud_label_trigger()");
-	scorer_id = pg_strtoint64(trigdata->tg_trigger->tgargs[0]);
+	scorer_id = CheckTrigger(fcinfo, "pipeline.fraud_label_trigger()", "label");
 	owner = PipelineCatalogOwner("fraud_scorers", scorer_id);
 	nestlevel = EnterScorer(scorer_id, owner, &save_userid, &save_sec_context);
 	SPI_connect();
 	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "could not register the transition table of fraud scorer " INT64_FORMAT, scorer_id);
 	LockScorer(scorer_id);
-	scorer = LoadScorer(scorer_id, owner);
+	scorer = LoadScorer(scorer_id, owner, RelationGetRelid(trigdata->tg_relation), "labels");
 
 	/* the last label of each transaction in the statement, where it changes the known one */
 	/* seconds since 2000-01-01, as TransactionTime counts them */
 	sql = psprintf("SELECT s.terminal_id, (EXTRACT(epoch FROM s.tx_time) "
 				   "OPERATOR(pg_catalog.-) 946684800)::pg_catalog.float8, "
-				   "l.is_fraud FROM (SELECT DISTINCT ON (transaction_id) transaction_id, is_fraud "
+				   "l.is_fraud, COALESCE(s.label, false) FROM (SELECT DISTINCT ON (transaction_id) transaction_id, is_fraud "
 				   "FROM pipeline_new ORDER BY transaction_id, labelled_at DESC) l "
 				   "JOIN %s s ON s.transaction_id OPERATOR(pg_catalog.=) l.transaction_id "
 				   "WHERE s.label IS DISTINCT FROM l.is_fraud", scorer->scores);
-	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+	/* not read-only: a new snapshot, taken after the lock */
+	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the new labels of fraud scorer \"%s\"", scorer->name);
 	n = (int) SPI_processed;
 	terminals = palloc(sizeof(int64) * Max(n, 1));
 	times = palloc(sizeof(double) * Max(n, 1));
 	frauds = palloc(sizeof(bool) * Max(n, 1));
+	was_fraud = palloc(sizeof(bool) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
 		bool		isnull;
@@ -1447,6 +1497,7 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 		terminals[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 		times[i] = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
 		frauds[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+		was_fraud[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull));
 	}
 	entity_context = CurrentMemoryContext;
 	entities = CreateEntityTable();
@@ -1462,12 +1513,14 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 		bool		found;
 		Entity	   *terminal;
 
-		if (!frauds[i])
-			continue;			/* a genuine label changes no risk */
+		if (frauds[i] == was_fraud[i])
+			continue;			/* genuine, as assumed until now */
 		terminal = LookupEntity(entities, 't', terminals[i], &found);
 		if (!found)
 			InitEntity(terminal, 't', terminals[i]);
-		AddToTerminal(terminal, (int64) floor(times[i] / SECONDS_PER_HOUR), 0, 1, scorer->delay_hours);
+		/* a fraud confirmed, or one taken back */
+		AddToTerminal(terminal, (int64) floor(times[i] / SECONDS_PER_HOUR), 0, frauds[i] ? 1 : -1,
+					  scorer->delay_hours);
 		terminal->dirty = true;
 	}
 	StoreStates(scorer, entities);

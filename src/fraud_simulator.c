@@ -24,6 +24,7 @@
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/numeric.h"
@@ -150,11 +151,11 @@ pipeline_simulate_transactions(PG_FUNCTION_ARGS)
 		int			overflow = 0;
 
 		start = date2timestamp_opt_overflow(start_date, &overflow);
-		if (overflow != 0)
+		if (overflow != 0 || !IS_VALID_TIMESTAMP(start + (int64) ndays * USECS_PER_DAY))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 					 errmsg("start_date is out of range"),
-					 errhint("Give a day between 4713 BC and 294276 AD.")));
+					 errhint("Give a day between 4713 BC and 294276 AD, less the days simulated.")));
 	}
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -186,6 +187,7 @@ pipeline_simulate_transactions(PG_FUNCTION_ARGS)
 		SimCustomer *cu = &customers[c];
 		int			n = 0;
 
+		CHECK_FOR_INTERRUPTS();
 		cu->terminals = palloc(sizeof(int32) * 16);
 		for (int t = 0; t < nterminals; t++)
 		{
