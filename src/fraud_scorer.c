@@ -628,9 +628,9 @@ LoadStates(Scorer *scorer, HTAB *entities, int n, const int64 *customers, const 
 		EntityKey	key;
 
 		memset(&key, 0, sizeof(key));
-		key.id = customers[i];
+		key.id = customers ? customers[i] : 0;
 		key.kind = 'c';
-		if (customers[i] != PG_INT64_MIN && !hash_search(entities, &key, HASH_FIND, NULL))
+		if (customers && !hash_search(entities, &key, HASH_FIND, NULL))
 			c[nc++] = Int64GetDatum(customers[i]);
 		key.id = terminals[i];
 		key.kind = 't';
@@ -662,13 +662,21 @@ LoadStates(Scorer *scorer, HTAB *entities, int n, const int64 *customers, const 
 	}
 }
 
-/* Write every changed state back, in one statement */
+/* Note that a batch changed an entity: its state is written at the end */
 static void
-StoreStates(Scorer *scorer, HTAB *entities)
+MarkTouched(Entity *entity, Entity **touched, int *ntouched)
 {
-	HASH_SEQ_STATUS seq;
-	char	   *entry;
-	long		n = hash_get_num_entries(entities);
+	if (!entity->dirty)
+	{
+		entity->dirty = true;
+		touched[(*ntouched)++] = entity;
+	}
+}
+
+/* Write the states a batch changed back, in one statement */
+static void
+StoreStates(Scorer *scorer, Entity **touched, int n)
+{
 	Datum	   *kinds = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *states = palloc(sizeof(Datum) * Max(n, 1));
@@ -677,13 +685,10 @@ StoreStates(Scorer *scorer, HTAB *entities)
 	Datum		args[3];
 	char	   *sql;
 
-	hash_seq_init(&seq, entities);
-	while ((entry = hash_seq_search(&seq)) != NULL)
+	for (int i = 0; i < n; i++)
 	{
-		Entity	   *entity = (Entity *) (entry + sizeof(EntityKey));
+		Entity	   *entity = touched[i];
 
-		if (!entity->dirty)
-			continue;
 		kinds[count] = CharGetDatum(entity->kind);
 		ids[count] = Int64GetDatum(entity->id);
 		states[count] = PointerGetDatum(EntityToBytea(entity));
@@ -815,8 +820,6 @@ PruneSlots(Entity *entity, List *rules)
 		if (live)
 			entity->slots[kept++] = entity->slots[i];
 	}
-	if (kept != entity->nslots)
-		entity->dirty = true;
 	entity->nslots = kept;
 }
 
@@ -1182,6 +1185,8 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 	double	   *alert_scores;
 	Datum	   *alert_actions,
 			   *alert_reasons;
+	Entity	  **touched;
+	int			ntouched = 0;
 
 	scorer_id = CheckTrigger(fcinfo, "pipeline.fraud_score_trigger()", "score");
 	owner = PipelineCatalogOwner("fraud_scorers", scorer_id);
@@ -1253,6 +1258,7 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 	alert_scores = palloc(sizeof(double) * Max(n, 1));
 	alert_actions = palloc(sizeof(Datum) * Max(n, 1));
 	alert_reasons = palloc(sizeof(Datum) * Max(n, 1));
+	touched = palloc(sizeof(Entity *) * 2 * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
 		double	   *f = &features[i * FRAUD_NFEATURES];
@@ -1277,7 +1283,8 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 		f[2] = night;
 		CustomerFeatures(&customer->s.customer, times[i], amounts[i], terminals[i], f);
 		TerminalFeatures(terminal, times[i], scorer->delay_hours, labels[i], f);
-		customer->dirty = terminal->dirty = true;
+		MarkTouched(customer, touched, &ntouched);
+		MarkTouched(terminal, touched, &ntouched);
 
 		foreach(lc, rules)
 		{
@@ -1335,15 +1342,9 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 		list_free(fired);
 	}
 
-	/* rules removed or disabled since: their slots go */
-	{
-		HASH_SEQ_STATUS seq;
-		char	   *entry;
-
-		hash_seq_init(&seq, entities);
-		while ((entry = hash_seq_search(&seq)) != NULL)
-			PruneSlots((Entity *) (entry + sizeof(EntityKey)), rules);
-	}
+	/* rules removed or disabled since: their slots go from the states written */
+	for (int i = 0; i < ntouched; i++)
+		PruneSlots(touched[i], rules);
 
 	if (n > 0)
 	{
@@ -1430,7 +1431,7 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 			}
 		}
 	}
-	StoreStates(scorer, entities);
+	StoreStates(scorer, touched, ntouched);
 	cache.token = WriteToken(scorer);
 
 	SPI_finish();
@@ -1440,6 +1441,10 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 	MemoryContextDelete(batch_context);
 	return PointerGetDatum(NULL);
 }
+
+/* the last label of each transaction among a statement's new labels */
+#define LATEST_LABELS "(SELECT DISTINCT ON (transaction_id) transaction_id, is_fraud FROM pipeline_new " \
+	"ORDER BY transaction_id, labelled_at DESC)"
 
 /*
  * Trigger: AFTER INSERT FOR EACH STATEMENT REFERENCING NEW TABLE AS
@@ -1463,6 +1468,8 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 	double	   *times;
 	bool	   *frauds;
 	bool	   *was_fraud;
+	Entity	  **touched;
+	int			ntouched = 0;
 	char	   *sql;
 
 	scorer_id = CheckTrigger(fcinfo, "pipeline.fraud_label_trigger()", "label");
@@ -1478,8 +1485,7 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 	/* seconds since 2000-01-01, as TransactionTime counts them */
 	sql = psprintf("SELECT s.terminal_id, (EXTRACT(epoch FROM s.tx_time) "
 				   "OPERATOR(pg_catalog.-) 946684800)::pg_catalog.float8, "
-				   "l.is_fraud, COALESCE(s.label, false) FROM (SELECT DISTINCT ON (transaction_id) transaction_id, is_fraud "
-				   "FROM pipeline_new ORDER BY transaction_id, labelled_at DESC) l "
+				   "l.is_fraud, COALESCE(s.label, false) FROM " LATEST_LABELS " l "
 				   "JOIN %s s ON s.transaction_id OPERATOR(pg_catalog.=) l.transaction_id "
 				   "WHERE s.label IS DISTINCT FROM l.is_fraud", scorer->scores);
 	/* not read-only: a new snapshot, taken after the lock */
@@ -1501,13 +1507,8 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 	}
 	entity_context = CurrentMemoryContext;
 	entities = CreateEntityTable();
-	{
-		int64	   *none = palloc0(sizeof(int64) * Max(n, 1));
-
-		for (int i = 0; i < n; i++)
-			none[i] = PG_INT64_MIN;
-		LoadStates(scorer, entities, n, none, terminals);
-	}
+	touched = palloc(sizeof(Entity *) * Max(n, 1));
+	LoadStates(scorer, entities, n, NULL, terminals);
 	for (int i = 0; i < n; i++)
 	{
 		bool		found;
@@ -1521,20 +1522,18 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 		/* a fraud confirmed, or one taken back */
 		AddToTerminal(terminal, (int64) floor(times[i] / SECONDS_PER_HOUR), 0, frauds[i] ? 1 : -1,
 					  scorer->delay_hours);
-		terminal->dirty = true;
+		MarkTouched(terminal, touched, &ntouched);
 	}
-	StoreStates(scorer, entities);
+	StoreStates(scorer, touched, ntouched);
 	(void) WriteToken(scorer);	/* caches of the scorer are stale now */
 
-	sql = psprintf("UPDATE %s s SET label = l.is_fraud FROM (SELECT DISTINCT ON (transaction_id) "
-				   "transaction_id, is_fraud FROM pipeline_new ORDER BY transaction_id, labelled_at DESC) l "
+	sql = psprintf("UPDATE %s s SET label = l.is_fraud FROM " LATEST_LABELS " l "
 				   "WHERE s.transaction_id OPERATOR(pg_catalog.=) l.transaction_id "
 				   "AND s.label IS DISTINCT FROM l.is_fraud", scorer->scores);
 	if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not label the scores of fraud scorer \"%s\"", scorer->name);
 	sql = psprintf("UPDATE %s a SET outcome = CASE WHEN l.is_fraud THEN 'fraud' ELSE 'genuine' END "
-				   "FROM (SELECT DISTINCT ON (transaction_id) transaction_id, is_fraud FROM pipeline_new "
-				   "ORDER BY transaction_id, labelled_at DESC) l "
+				   "FROM " LATEST_LABELS " l "
 				   "WHERE a.transaction_id OPERATOR(pg_catalog.=) l.transaction_id", scorer->alerts);
 	if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not mark the alerts of fraud scorer \"%s\"", scorer->name);
