@@ -1161,8 +1161,6 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 	Oid			save_userid;
 	int			save_sec_context;
 	int			nestlevel;
-	MemoryContext batch_context,
-				old_context;
 	Scorer	   *scorer;
 	List	   *rules;
 	Model	   *model;
@@ -1191,9 +1189,7 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 	scorer_id = CheckTrigger(fcinfo, "pipeline.fraud_score_trigger()", "score");
 	owner = PipelineCatalogOwner("fraud_scorers", scorer_id);
 	nestlevel = EnterScorer(scorer_id, owner, &save_userid, &save_sec_context);
-	batch_context = AllocSetContextCreate(CurrentMemoryContext, "pg_pipeline fraud batch",
-										  ALLOCSET_DEFAULT_SIZES);
-	old_context = MemoryContextSwitchTo(batch_context);
+	/* the batch's allocations live in SPI's context, freed by SPI_finish */
 	SPI_connect();
 	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "could not register the transition table of fraud scorer " INT64_FORMAT, scorer_id);
@@ -1437,8 +1433,6 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 	SPI_finish();
 	AtEOXact_GUC(true, nestlevel);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
-	MemoryContextSwitchTo(old_context);
-	MemoryContextDelete(batch_context);
 	return PointerGetDatum(NULL);
 }
 
