@@ -3352,11 +3352,15 @@ BEGIN
         EXECUTE pg_catalog.format('CREATE TABLE %I.%I (transaction_id bigint PRIMARY KEY, customer_id bigint NOT NULL, '
             'terminal_id bigint NOT NULL, tx_time %s NOT NULL, amount double precision NOT NULL, '
             'score double precision, features double precision[] NOT NULL, rules text[], label boolean, '
-            'model_version integer, scored_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp())',
+            'model_version integer, scored_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(), '
+            'seq bigint)',
             schema_name, prefix OPERATOR(pg_catalog.||) '_scores', time_type);
         scores_table := pg_catalog.format('%I.%I', schema_name, prefix OPERATOR(pg_catalog.||) '_scores')::regclass;
         -- by time only: an index by card, written in random order, halved the scoring rate
         EXECUTE pg_catalog.format('CREATE INDEX ON %s (tx_time)', scores_table);
+        -- the order of scoring, which rebuilding the state replays from a checkpoint:
+        -- it grows with the table, so a BRIN index finds the newest rows for nearly nothing
+        EXECUTE pg_catalog.format('CREATE INDEX ON %s USING brin (seq)', scores_table);
         EXECUTE pg_catalog.format('CREATE TABLE %I.%I (alert_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, '
             'transaction_id bigint NOT NULL, customer_id bigint NOT NULL, terminal_id bigint NOT NULL, '
             'tx_time %s NOT NULL, amount double precision NOT NULL, score double precision, action text NOT NULL, '
@@ -3464,6 +3468,17 @@ COMMENT ON FUNCTION pipeline.reset_fraud_scorer(text) IS
     'forgets what a fraud scorer learnt from its stream: empties its scores, alerts, labels and per-card and per-terminal state (models and rules stay)';
 REVOKE ALL ON FUNCTION pipeline.reset_fraud_scorer(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline.reset_fraud_scorer(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.checkpoint_fraud_scorer(name text)
+RETURNS bigint
+LANGUAGE c
+SET search_path = pg_catalog, pg_temp
+STRICT
+AS 'MODULE_PATHNAME', 'pipeline_checkpoint_fraud_scorer';
+COMMENT ON FUNCTION pipeline.checkpoint_fraud_scorer(text) IS
+    'writes a fraud scorer''s per-card and per-terminal state as of now into its _state table (scorers otherwise write it every pg_pipeline.fraud_checkpoint_interval); returns the number of states written';
+REVOKE ALL ON FUNCTION pipeline.checkpoint_fraud_scorer(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.checkpoint_fraud_scorer(text) TO PUBLIC;
 
 CREATE FUNCTION pipeline.train_fraud_model(
     name text, from_time timestamptz, to_time timestamptz, options jsonb DEFAULT '{}')

@@ -160,6 +160,50 @@ INSERT INTO relabel_tx VALUES (3, '2026-01-12 12:20', 3, 5, 10);
 SELECT transaction_id, features[11] AS terminal_risk_1d, label FROM relabel_scores ORDER BY 1;
 SELECT pipeline.drop_fraud_scorer('relabel');
 
+-- state is written at checkpoints (pg_pipeline.fraud_checkpoint_interval); a new
+-- session rebuilds it from the last checkpoint and the scores since, and scores
+-- exactly as a scorer that wrote its state after every statement
+CREATE TABLE kept_tx (LIKE card_tx);
+CREATE TABLE rebuilt_tx (LIKE card_tx);
+SELECT pipeline.create_fraud_scorer('kept', 'kept_tx', '{"label_delay": "1 hour", "notify_channel": null}');
+SELECT pipeline.create_fraud_scorer('rebuilt', 'rebuilt_tx', '{"label_delay": "1 hour", "notify_channel": null}');
+SELECT pipeline.add_fraud_rule(s, 'busy', 'terminal', 'count', '1 day', '>', 3) > 0 AS added
+  FROM unnest(ARRAY['kept', 'rebuilt']) s;
+CREATE TABLE simulated AS
+SELECT transaction_id, tx_time AT TIME ZONE 'UTC' AS tx_time, customer_id, terminal_id, amount, is_fraud
+  FROM pipeline.simulate_transactions(50, 400, 8, 7, '2026-02-01');
+CREATE FUNCTION stream_day(day int, kept_interval text, rebuilt_interval text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('pg_pipeline.fraud_checkpoint_interval', kept_interval, true);
+    INSERT INTO kept_tx SELECT transaction_id, tx_time, customer_id, terminal_id, amount FROM simulated
+     WHERE tx_time >= '2026-02-01'::timestamptz + make_interval(days => day)
+       AND tx_time < '2026-02-02'::timestamptz + make_interval(days => day) ORDER BY transaction_id;
+    PERFORM set_config('pg_pipeline.fraud_checkpoint_interval', rebuilt_interval, true);
+    INSERT INTO rebuilt_tx SELECT transaction_id, tx_time, customer_id, terminal_id, amount FROM simulated
+     WHERE tx_time >= '2026-02-01'::timestamptz + make_interval(days => day)
+       AND tx_time < '2026-02-02'::timestamptz + make_interval(days => day) ORDER BY transaction_id;
+END $$;
+SELECT stream_day(0, '0', '1h'), stream_day(1, '0', '1h'), stream_day(2, '0', '1h');
+\c -
+SET timezone = 'UTC';
+-- rebuilt: the checkpoint of day 0 (its first statement, with a new rule), then days 1 and 2 replayed
+SELECT stream_day(3, '0', '1h');
+INSERT INTO kept_labels (transaction_id) SELECT transaction_id FROM simulated WHERE is_fraud AND tx_time < '2026-02-05';
+INSERT INTO rebuilt_labels (transaction_id) SELECT transaction_id FROM simulated WHERE is_fraud AND tx_time < '2026-02-05';
+\c -
+SET timezone = 'UTC';
+SELECT stream_day(4, '0', '1h'), stream_day(5, '0', '1h');
+SELECT count(*) AS transactions, count(*) FILTER (WHERE k.features = r.features AND k.rules IS NOT DISTINCT FROM r.rules
+                                                  AND k.label IS NOT DISTINCT FROM r.label) AS scored_alike,
+       count(*) FILTER (WHERE k.rules IS NOT NULL) AS with_rules, count(*) FILTER (WHERE k.label) AS labelled
+  FROM kept_scores k JOIN rebuilt_scores r USING (transaction_id);
+SELECT pipeline.checkpoint_fraud_scorer('rebuilt') > 0 AS states_written,
+       pipeline.checkpoint_fraud_scorer('rebuilt') AS written_again;
+SELECT pipeline.checkpoint_fraud_scorer('nope');
+SELECT count(*) FROM rebuilt_scores WHERE seq IS NULL OR seq <> transaction_id + 1;
+SELECT pipeline.drop_fraud_scorer('kept'), pipeline.drop_fraud_scorer('rebuilt');
+DROP FUNCTION stream_day(int, text, text);
+
 -- drop: triggers and tables go
 SELECT pipeline.drop_fraud_scorer('eval');
 SELECT pipeline.drop_fraud_scorer('cards');

@@ -26,6 +26,7 @@ bool		pg_pipeline_source_synchronous_commit = false;
 int			pg_pipeline_restart_backoff_max = 60000;
 bool		pg_pipeline_allow_superuser_jobs = false;
 int			pg_pipeline_job_history_retention = 30 * 24 * 3600;
+int			pg_pipeline_fraud_checkpoint_interval = 10000;
 
 void
 PipelineGucInit(void)
@@ -83,6 +84,19 @@ PipelineGucInit(void)
 							INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_pipeline.fraud_checkpoint_interval",
+							gettext_noop("How often a fraud scorer writes its per-card and per-terminal state."),
+							gettext_noop("Between checkpoints the state lives in the scoring session; "
+										 "another session, or a restart, rebuilds it from the last "
+										 "checkpoint and the scores since.  0 writes it every batch."),
+							&pg_pipeline_fraud_checkpoint_interval,
+							10000,
+							0,
+							3600000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pg_pipeline");

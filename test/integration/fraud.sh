@@ -87,8 +87,12 @@ is "$(q $db "SELECT count(*) || ' ' || count(DISTINCT transaction_id) FROM strea
 is "$(q $db "SELECT count(*) FROM (SELECT transaction_id, score, features, rules FROM streamed_scores
                                    EXCEPT SELECT transaction_id, score, features, rules FROM reference_scores) d")" 0 \
 	"scores, features and rule hits equal those of the same stream inserted by SQL"
-# a card's state holds the rule's window after its id, which differs between
-# the two scorers; kind v is the random token of the last batch
+# the state as of now: the test's session rebuilds each scorer's from its last
+# checkpoint and the scores since (the worker's last checkpoint is up to
+# pg_pipeline.fraud_checkpoint_interval old), and writes it.  A card's state
+# holds the rule's window after its id, which differs between the two
+# scorers; kind v is the checkpoint row
+q $db "SELECT pipeline.checkpoint_fraud_scorer('streamed'), pipeline.checkpoint_fraud_scorer('reference')" >/dev/null
 state="SELECT kind, entity, CASE WHEN length(state) > $(q $db "SELECT pipeline.fraud_state_bytes(true)") AND kind = 'c'
        THEN substr(state, 1, $(q $db "SELECT pipeline.fraud_state_bytes(true)")) || substr(state, $(q $db "SELECT pipeline.fraud_state_bytes(true)") + 9)
        ELSE state END"
