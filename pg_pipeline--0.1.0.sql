@@ -3373,9 +3373,10 @@ BEGIN
             'labelled_at timestamptz NOT NULL DEFAULT pg_catalog.now())',
             schema_name, prefix OPERATOR(pg_catalog.||) '_labels');
         labels_table := pg_catalog.format('%I.%I', schema_name, prefix OPERATOR(pg_catalog.||) '_labels')::regclass;
-        -- rewritten every batch: room for HOT updates, and lz4 (pglz cost a fifth of the scoring time)
+        -- rewritten all the time: room for HOT updates, and lz4 (pglz cost a fifth of the scoring time);
+        -- seq: the state has seen every transaction scored before it
         EXECUTE pg_catalog.format('CREATE TABLE %I.%I (kind "char" NOT NULL, entity bigint NOT NULL, state bytea NOT NULL, '
-            'PRIMARY KEY (kind, entity)) WITH (fillfactor = 50)', schema_name, prefix OPERATOR(pg_catalog.||) '_state');
+            'seq bigint NOT NULL DEFAULT 0, PRIMARY KEY (kind, entity)) WITH (fillfactor = 50)', schema_name, prefix OPERATOR(pg_catalog.||) '_state');
         BEGIN
             EXECUTE pg_catalog.format('ALTER TABLE %I.%I ALTER COLUMN state SET COMPRESSION lz4',
                 schema_name, prefix OPERATOR(pg_catalog.||) '_state');

@@ -46,6 +46,7 @@
 #include "commands/trigger.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
+#include "lib/qunique.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgtime.h"
@@ -152,7 +153,8 @@ typedef struct Entity
 {
 	int64		id;
 	char		kind;			/* 'c' card, 't' terminal */
-	bool		dirty;
+	bool		dirty;			/* changed since it was last stored */
+	int64		stored_seq;		/* the stored state has seen every seq before it */
 	union
 	{
 		CustomerState customer;
@@ -507,16 +509,20 @@ CreateEntityTable(void)
 
 /*
  * The states a backend holds between batches of one scorer (a Kafka source
- * worker scores every batch of its table).  The state table holds them as
- * of a checkpoint; between checkpoints a batch writes only its scores, each
- * with its place in the order of scoring (seq), so the state at any commit
- * is the checkpoint's with the scores since replayed.  Writing every
- * touched state every batch took two fifths of the scoring time.
+ * worker scores every batch of its table).  A batch writes its scores, each
+ * with its place in the order of scoring (seq), and only a few states: the
+ * ones changed longest ago, a share of them sized so that each is written
+ * about once every pg_pipeline.fraud_checkpoint_interval, spread over the
+ * batches (writing every touched state every batch took two fifths of the
+ * scoring time; writing them all at once stalled the stream).  A stored
+ * state records the seq it has seen up to, and the scorer's row of kind 'v'
+ * the oldest seq a state still lacks (the checkpoint): the state at any
+ * commit is the stored states with the scores from the checkpoint on
+ * replayed into those that lack them.
  *
- * The scorer's row of kind 'v' holds the checkpoint and a random token that
- * each batch changes: the cache is used only while its token is the
- * table's, so a batch by another session, a rolled-back batch, a label or a
- * reset since makes it rebuild.
+ * The 'v' row also holds a random token that each batch changes: the cache
+ * is used only while its token is the table's, so a batch by another
+ * session, a rolled-back batch, a label or a reset since makes it rebuild.
  */
 typedef struct CheckpointRow
 {
@@ -526,6 +532,13 @@ typedef struct CheckpointRow
 	int32		nrules;
 	int64		rules[FLEXIBLE_ARRAY_MEMBER];	/* the rules stored states keep windows for */
 } CheckpointRow;
+
+/* An entity changed since it was stored, and the seq of its first change */
+typedef struct DirtyEntity
+{
+	Entity	   *entity;
+	int64		since;
+} DirtyEntity;
 
 typedef struct StateCache
 {
@@ -537,10 +550,11 @@ typedef struct StateCache
 	int64		checkpoint_seq;
 	int			nrules;
 	int64	   *rules;			/* ascending, as LoadRules lists them */
-	Entity	  **dirty;			/* changed since the checkpoint */
-	int			ndirty;
+	DirtyEntity *dirty;			/* a queue, oldest change first; entries of */
+	int			dirty_head;		/* entities stored since are skipped */
+	int			dirty_tail;
 	int			dirty_capacity;
-	TimestampTz checkpointed_at;
+	TimestampTz written_at;		/* when the last batch wrote states */
 } StateCache;
 
 static StateCache cache;
@@ -638,21 +652,40 @@ KeptRules(List *rules)
 	return kept;
 }
 
-/* Note that an entity changed since the checkpoint: the next one writes it */
+/* Note that an entity changed at seq: it joins the queue of states to write */
 static void
-MarkDirty(Entity *entity)
+MarkDirty(Entity *entity, int64 seq)
 {
 	if (entity->dirty)
 		return;
-	if (cache.ndirty == cache.dirty_capacity)
+	if (cache.dirty_tail == cache.dirty_capacity && cache.dirty_head > cache.dirty_capacity / 2)
+	{
+		/* the front was written: move the rest down */
+		int			live = cache.dirty_tail - cache.dirty_head;
+
+		memmove(cache.dirty, cache.dirty + cache.dirty_head, sizeof(DirtyEntity) * live);
+		cache.dirty_head = 0;
+		cache.dirty_tail = live;
+	}
+	if (cache.dirty_tail == cache.dirty_capacity)
 	{
 		cache.dirty_capacity = Max(1024, cache.dirty_capacity * 2);
 		cache.dirty = cache.dirty ?
-			repalloc(cache.dirty, sizeof(Entity *) * cache.dirty_capacity) :
-			MemoryContextAlloc(cache.context, sizeof(Entity *) * cache.dirty_capacity);
+			repalloc(cache.dirty, sizeof(DirtyEntity) * cache.dirty_capacity) :
+			MemoryContextAlloc(cache.context, sizeof(DirtyEntity) * cache.dirty_capacity);
 	}
 	entity->dirty = true;
-	cache.dirty[cache.ndirty++] = entity;
+	cache.dirty[cache.dirty_tail].entity = entity;
+	cache.dirty[cache.dirty_tail].since = seq;
+	cache.dirty_tail++;
+}
+
+/* Entries at the front whose entity was stored since they were queued go */
+static void
+SkipStored(void)
+{
+	while (cache.dirty_head < cache.dirty_tail && !cache.dirty[cache.dirty_head].entity->dirty)
+		cache.dirty_head++;
 }
 
 static void Replay(Scorer *scorer, List *rules, pg_tz *tz);
@@ -685,7 +718,7 @@ CachedEntities(Scorer *scorer, List *rules, pg_tz *tz)
 		cache.rules = MemoryContextAlloc(cache.context, sizeof(int64) * Max(checkpoint->nrules, 1));
 		if (checkpoint->nrules > 0)
 			memcpy(cache.rules, checkpoint->rules, sizeof(int64) * checkpoint->nrules);
-		cache.checkpointed_at = GetCurrentTimestamp();
+		cache.written_at = GetCurrentTimestamp();
 		Replay(scorer, KeptRules(rules), tz);
 	}
 	entity_context = cache.context;
@@ -746,9 +779,9 @@ LoadStates(Scorer *scorer, HTAB *entities, int n, const int64 *customers, const 
 		return;
 	args[0] = PointerGetDatum(construct_array(c, nc, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[1] = PointerGetDatum(construct_array(t, nt, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	sql = psprintf("SELECT kind, entity, state FROM %s WHERE kind OPERATOR(pg_catalog.=) 'c' "
+	sql = psprintf("SELECT kind, entity, state, seq FROM %s WHERE kind OPERATOR(pg_catalog.=) 'c' "
 				   "AND entity OPERATOR(pg_catalog.=) ANY ($1) UNION ALL "
-				   "SELECT kind, entity, state FROM %s WHERE kind OPERATOR(pg_catalog.=) 't' "
+				   "SELECT kind, entity, state, seq FROM %s WHERE kind OPERATOR(pg_catalog.=) 't' "
 				   "AND entity OPERATOR(pg_catalog.=) ANY ($2)", scorer->state, scorer->state);
 	if (SPI_execute_with_args(sql, 2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the state of fraud scorer \"%s\"", scorer->name);
@@ -764,40 +797,42 @@ LoadStates(Scorer *scorer, HTAB *entities, int n, const int64 *customers, const 
 
 		InitEntity(entity, kind, id);
 		EntityFromBytea(entity, DatumGetByteaPP(SPI_getbinval(tuple, desc, 3, &isnull)));
+		entity->stored_seq = DatumGetInt64(SPI_getbinval(tuple, desc, 4, &isnull));
 	}
 }
 
-/* Write states back, in one statement */
+/* Write states back, in one statement: they have seen every seq so far */
 static void
 StoreStates(Scorer *scorer, Entity **entities, int n)
 {
 	Datum	   *kinds = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *states = palloc(sizeof(Datum) * Max(n, 1));
-	int			count = 0;
-	Oid			argtypes[3] = {CHARARRAYOID, INT8ARRAYOID, BYTEAARRAYOID};
-	Datum		args[3];
+	Oid			argtypes[4] = {CHARARRAYOID, INT8ARRAYOID, BYTEAARRAYOID, INT8OID};
+	Datum		args[4];
 	char	   *sql;
 
+	if (n == 0)
+		return;
 	for (int i = 0; i < n; i++)
 	{
 		Entity	   *entity = entities[i];
 
-		kinds[count] = CharGetDatum(entity->kind);
-		ids[count] = Int64GetDatum(entity->id);
-		states[count] = PointerGetDatum(EntityToBytea(entity));
+		kinds[i] = CharGetDatum(entity->kind);
+		ids[i] = Int64GetDatum(entity->id);
+		states[i] = PointerGetDatum(EntityToBytea(entity));
 		entity->dirty = false;
-		count++;
+		entity->stored_seq = cache.next_seq;
 	}
-	if (count == 0)
-		return;
-	args[0] = PointerGetDatum(construct_array(kinds, count, CHAROID, 1, true, TYPALIGN_CHAR));
-	args[1] = PointerGetDatum(construct_array(ids, count, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[2] = PointerGetDatum(construct_array(states, count, BYTEAOID, -1, false, TYPALIGN_INT));
-	sql = psprintf("INSERT INTO %s (kind, entity, state) SELECT * FROM ROWS FROM (pg_catalog.unnest($1), "
-				   "pg_catalog.unnest($2), pg_catalog.unnest($3)) "
-				   "ON CONFLICT (kind, entity) DO UPDATE SET state = EXCLUDED.state", scorer->state);
-	if (SPI_execute_with_args(sql, 3, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+	args[0] = PointerGetDatum(construct_array(kinds, n, CHAROID, 1, true, TYPALIGN_CHAR));
+	args[1] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(construct_array(states, n, BYTEAOID, -1, false, TYPALIGN_INT));
+	args[3] = Int64GetDatum(cache.next_seq);
+	sql = psprintf("INSERT INTO %s (kind, entity, state, seq) SELECT k, e, s, $4 FROM ROWS FROM "
+				   "(pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) u(k, e, s) "
+				   "ON CONFLICT (kind, entity) DO UPDATE SET state = EXCLUDED.state, seq = EXCLUDED.seq",
+				   scorer->state);
+	if (SPI_execute_with_args(sql, 4, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not store the state of fraud scorer \"%s\"", scorer->name);
 }
 
@@ -917,17 +952,49 @@ PruneSlots(Entity *entity, List *rules)
 	entity->nslots = kept;
 }
 
-/* Write every state changed since the checkpoint: the stored states are then current */
+/* The checkpoint: the oldest change not written yet */
 static void
+MoveCheckpoint(void)
+{
+	SkipStored();
+	cache.checkpoint_seq = cache.dirty_head < cache.dirty_tail ?
+		cache.dirty[cache.dirty_head].since : cache.next_seq;
+}
+
+/*
+ * Write the count states changed longest ago (all of them if count < 0),
+ * then move the checkpoint; returns the number written.
+ */
+static int
+WriteOldest(Scorer *scorer, List *rules, int count)
+{
+	Entity	  **entities = palloc(sizeof(Entity *) * Max(cache.dirty_tail - cache.dirty_head, 1));
+	int			n = 0;
+
+	while (cache.dirty_head < cache.dirty_tail && (count < 0 || n < count))
+	{
+		Entity	   *entity = cache.dirty[cache.dirty_head++].entity;
+
+		if (!entity->dirty)
+			continue;
+		PruneSlots(entity, rules);
+		entities[n++] = entity;
+		entity->dirty = false;	/* listed once */
+	}
+	StoreStates(scorer, entities, n);
+	MoveCheckpoint();
+	cache.written_at = GetCurrentTimestamp();
+	return n;
+}
+
+/* Write every changed state: the stored states are then current */
+static int
 Checkpoint(Scorer *scorer, List *rules)
 {
-	for (int i = 0; i < cache.ndirty; i++)
-		PruneSlots(cache.dirty[i], rules);
-	StoreStates(scorer, cache.dirty, cache.ndirty);
-	cache.ndirty = 0;
-	cache.checkpoint_seq = cache.next_seq;
+	int			written = WriteOldest(scorer, rules, -1);
+
 	SetCacheRules(rules);
-	cache.checkpointed_at = GetCurrentTimestamp();
+	return written;
 }
 
 /* Whether the enabled rules differ from those the cached states keep windows for */
@@ -1136,11 +1203,14 @@ TransactionTime(Scorer *scorer, pg_tz *tz, Datum value, double *seconds, bool *w
  * replaying call this alike, so a replay ends in the same states.
  */
 static List *
-TakeTransaction(Scorer *scorer, pg_tz *tz, Datum time_value, double amount, int label,
+TakeTransaction(Scorer *scorer, pg_tz *tz, int64 seq, Datum time_value, double amount, int label,
 				Entity *customer, Entity *terminal, List *rules, double *time, double *f)
 {
 	bool		weekend,
 				night;
+	/* a replay skips the entity whose stored state has seen this transaction */
+	bool		for_customer = seq >= customer->stored_seq;
+	bool		for_terminal = seq >= terminal->stored_seq;
 	List	   *fired = NIL;
 	ListCell   *lc;
 
@@ -1148,15 +1218,23 @@ TakeTransaction(Scorer *scorer, pg_tz *tz, Datum time_value, double amount, int 
 	f[0] = log1p(Max(0, amount));
 	f[1] = weekend;
 	f[2] = night;
-	CustomerFeatures(&customer->s.customer, *time, amount, terminal->id, f);
-	TerminalFeatures(terminal, *time, scorer->delay_hours, label, f);
-	MarkDirty(customer);
-	MarkDirty(terminal);
+	if (for_customer)
+	{
+		CustomerFeatures(&customer->s.customer, *time, amount, terminal->id, f);
+		MarkDirty(customer, seq);
+	}
+	if (for_terminal)
+	{
+		TerminalFeatures(terminal, *time, scorer->delay_hours, label, f);
+		MarkDirty(terminal, seq);
+	}
 	foreach(lc, rules)
 	{
 		Rule	   *rule = lfirst(lc);
 		Entity	   *entity = rule->kind == 'c' ? customer : terminal;
 
+		if (rule->kind == 'c' ? !for_customer : !for_terminal)
+			continue;
 		if (Compare(rule->op, RuleValue(rule, FindSlot(entity, rule->id), *time, amount), rule->threshold))
 			fired = lappend(fired, rule);
 	}
@@ -1217,7 +1295,7 @@ Replay(Scorer *scorer, List *rules, pg_tz *tz)
 		double		f[FRAUD_NFEATURES];
 
 		last_seq = DatumGetInt64(SPI_getbinval(tuple, rows->tupdesc, 1, &isnull));
-		list_free(TakeTransaction(scorer, tz, time_value, amount,
+		list_free(TakeTransaction(scorer, tz, last_seq, time_value, amount,
 								  scorer->has_label && !isnull ? (DatumGetBool(label) ? 1 : 0) : -1,
 								  EntityFor('c', customers[i]), EntityFor('t', terminals[i]), rules,
 								  &time, f));
@@ -1486,7 +1564,7 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 		int			severity = 0;
 		ListCell   *lc;
 
-		fired = TakeTransaction(scorer, tz, time_values[i], amounts[i], labels[i],
+		fired = TakeTransaction(scorer, tz, first_seq + i, time_values[i], amounts[i], labels[i],
 								EntityFor('c', customers[i]), EntityFor('t', terminals[i]), rules,
 								&times[i], f);
 		foreach(lc, fired)
@@ -1623,16 +1701,32 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 			}
 		}
 	}
-	if (RulesChanged(rules) ||
-		TimestampDifferenceExceeds(cache.checkpointed_at, GetCurrentTimestamp(),
-								   pg_pipeline_fraud_checkpoint_interval))
+	/* a new rule set starts from states written with it: replays use one set */
+	if (RulesChanged(rules))
 		Checkpoint(scorer, rules);
+	else
+	{
+		double		elapsed_ms = (GetCurrentTimestamp() - cache.written_at) / 1000.0;
+		int			queued = cache.dirty_tail - cache.dirty_head;
+
+		WriteOldest(scorer, rules, elapsed_ms >= pg_pipeline_fraud_checkpoint_interval ? -1 :
+					(int) ceil(queued * elapsed_ms / pg_pipeline_fraud_checkpoint_interval));
+	}
 	cache.token = WriteCheckpoint(scorer);
 
 	SPI_finish();
 	AtEOXact_GUC(true, nestlevel);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	return PointerGetDatum(NULL);
+}
+
+static int
+ComparePointers(const void *a, const void *b)
+{
+	uintptr_t	x = (uintptr_t) *(void *const *) a;
+	uintptr_t	y = (uintptr_t) *(void *const *) b;
+
+	return x < y ? -1 : x > y;
 }
 
 /* the last label of each transaction among a statement's new labels */
@@ -1662,6 +1756,9 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 	double	   *times;
 	bool	   *frauds;
 	bool	   *was_fraud;
+	Entity	  **touched;
+	int			ntouched = 0;
+	List	   *kept_rules;
 	char	   *sql;
 
 	scorer_id = CheckTrigger(fcinfo, "pipeline.fraud_label_trigger()", "label");
@@ -1702,6 +1799,7 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 	}
 	entities = CachedEntities(scorer, rules, pg_tzset(scorer->time_zone));
 	LoadStates(scorer, entities, n, NULL, terminals);
+	touched = palloc(sizeof(Entity *) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
 		Entity	   *terminal;
@@ -1712,10 +1810,16 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 		/* a fraud confirmed, or one taken back */
 		AddToTerminal(terminal, (int64) floor(times[i] / SECONDS_PER_HOUR), 0, frauds[i] ? 1 : -1,
 					  scorer->delay_hours);
-		MarkDirty(terminal);
+		touched[ntouched++] = terminal;
 	}
-	/* the rules stay those the states were kept for: a batch notices a change */
-	Checkpoint(scorer, KeptRules(rules));
+	/* no replay can redo a label: its terminals are written now */
+	kept_rules = KeptRules(rules);
+	qsort(touched, ntouched, sizeof(Entity *), ComparePointers);
+	ntouched = qunique(touched, ntouched, sizeof(Entity *), ComparePointers);
+	for (int i = 0; i < ntouched; i++)
+		PruneSlots(touched[i], kept_rules);
+	StoreStates(scorer, touched, ntouched);
+	MoveCheckpoint();
 	cache.token = WriteCheckpoint(scorer);
 
 	sql = psprintf("UPDATE %s s SET label = l.is_fraud FROM " LATEST_LABELS " l "
@@ -1780,8 +1884,7 @@ pipeline_checkpoint_fraud_scorer(PG_FUNCTION_ARGS)
 							 GUC_ACTION_SAVE, true, 0, false);
 	rules = LoadRules(scorer_id);
 	(void) CachedEntities(scorer, rules, pg_tzset(scorer->time_zone));
-	written = cache.ndirty;
-	Checkpoint(scorer, rules);
+	written = Checkpoint(scorer, rules);
 	cache.token = WriteCheckpoint(scorer);
 	SPI_finish();
 	AtEOXact_GUC(true, nestlevel);
