@@ -26,7 +26,7 @@ bool		pg_pipeline_source_synchronous_commit = false;
 int			pg_pipeline_restart_backoff_max = 60000;
 bool		pg_pipeline_allow_superuser_jobs = false;
 int			pg_pipeline_job_history_retention = 30 * 24 * 3600;
-int			pg_pipeline_fraud_checkpoint_interval = 10000;
+int			pg_pipeline_fraud_checkpoint_interval = 5000;
 
 void
 PipelineGucInit(void)
@@ -87,12 +87,12 @@ PipelineGucInit(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pg_pipeline.fraud_checkpoint_interval",
-							gettext_noop("How often a fraud scorer writes its per-card and per-terminal state."),
-							gettext_noop("Between checkpoints the state lives in the scoring session; "
-										 "another session, or a restart, rebuilds it from the last "
-										 "checkpoint and the scores since.  0 writes it every batch."),
+							gettext_noop("How often a fraud scorer writes each per-card and per-terminal state."),
+							gettext_noop("Each batch writes the states changed longest ago, so that each "
+										 "is written about this often; another session, or a restart, "
+										 "rebuilds the rest from the scores since.  0 writes them every batch."),
 							&pg_pipeline_fraud_checkpoint_interval,
-							10000,
+							5000,
 							0,
 							3600000,
 							PGC_USERSET,
