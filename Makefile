@@ -18,6 +18,7 @@ OBJS = \
 	src/kafka_decode.o \
 	src/copy_input.o \
 	src/kafka_source.o \
+	src/kafka_sink.o \
 	src/aggregate.o \
 	src/report.o \
 	src/fraud_simulator.o \

@@ -3875,3 +3875,198 @@ COMMENT ON VIEW pipeline.fraud_scorer_status IS
     'one row per fraud scorer: its tables, the model version it scores with, its enabled rules';
 REVOKE ALL ON pipeline.fraud_scorer_status FROM PUBLIC;
 GRANT SELECT ON pipeline.fraud_scorer_status TO PUBLIC;
+
+-- Kafka sinks: rows of a table produced to a Kafka topic, after they commit
+
+CREATE SEQUENCE pipeline.kafka_sink_id_seq;
+CREATE TABLE pipeline.kafka_sinks (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.kafka_sink_id_seq'),
+    name text NOT NULL UNIQUE,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    source regclass NOT NULL,
+    position_column text NOT NULL,
+    key_column text,
+    brokers text NOT NULL,
+    topic text NOT NULL,
+    -- librdkafka properties, such as SASL credentials: the row is readable by its owner only
+    kafka_properties jsonb NOT NULL DEFAULT '{}',
+    batch_size integer NOT NULL DEFAULT 10000,
+    -- the last position produced and acknowledged by the broker
+    produced_position bigint NOT NULL,
+    produced_rows bigint NOT NULL DEFAULT 0,
+    last_run_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK (batch_size BETWEEN 1 AND 1000000),
+    CHECK (pg_catalog.jsonb_typeof(kafka_properties) OPERATOR(pg_catalog.=) 'object')
+);
+COMMENT ON TABLE pipeline.kafka_sinks IS
+    'Kafka sinks: which table is produced to which topic, and the position produced so far; change them with the pipeline.*kafka_sink functions';
+ALTER TABLE pipeline.kafka_sinks ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_only ON pipeline.kafka_sinks
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
+REVOKE ALL ON pipeline.kafka_sinks FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON pipeline.kafka_sinks TO PUBLIC;
+REVOKE ALL ON SEQUENCE pipeline.kafka_sink_id_seq FROM PUBLIC;
+GRANT USAGE ON SEQUENCE pipeline.kafka_sink_id_seq TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.kafka_sinks', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.kafka_sink_id_seq', '');
+
+CREATE FUNCTION pipeline.create_kafka_sink(name text, source regclass, brokers text, topic text,
+                                           options jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    position_column text := options->>'position_column';
+    key_column text := options->>'key_column';
+    batch_size integer;
+    start_position text := COALESCE(options->>'start', 'earliest');
+    unknown text;
+    t regtype;
+    start_at bigint;
+    new_id bigint;
+BEGIN
+    IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'a kafka sink needs a name',
+            HINT = 'For example pipeline.create_kafka_sink(''alerts_out'', ''card_alerts'', ''localhost:9092'', ''alerts'').';
+    END IF;
+    IF source IS NULL OR brokers IS NULL OR pg_catalog.btrim(brokers) OPERATOR(pg_catalog.=) ''
+       OR topic IS NULL OR pg_catalog.btrim(topic) OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'a kafka sink needs a table, brokers and a topic',
+            HINT = 'Give the table to produce, the bootstrap brokers (host:port, comma-separated) and the topic.';
+    END IF;
+    IF options IS NULL OR pg_catalog.jsonb_typeof(options) OPERATOR(pg_catalog.<>) 'object' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'options must be a JSON object',
+            HINT = 'For example ''{"position_column": "alert_id", "key_column": "customer_id"}''.';
+    END IF;
+    SELECT pg_catalog.string_agg(k, ', ') INTO unknown FROM pg_catalog.jsonb_object_keys(options) k
+     WHERE k OPERATOR(pg_catalog.<>) ALL (ARRAY['position_column', 'key_column', 'batch_size', 'start', 'kafka_properties']);
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('unknown kafka sink option: %s', unknown),
+            HINT = 'Options are position_column, key_column, batch_size, start and kafka_properties.';
+    END IF;
+    IF NOT pg_catalog.has_table_privilege(source, 'SELECT') THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = pg_catalog.format('permission denied to read table %s', source),
+            HINT = 'A kafka sink reads its table as its owner: you need SELECT on it.';
+    END IF;
+
+    -- the position: a given column, else the table's one-column integer primary key
+    IF position_column IS NULL THEN
+        SELECT a.attname INTO position_column
+          FROM pg_catalog.pg_constraint c
+          JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.conrelid
+                                        AND a.attnum OPERATOR(pg_catalog.=) c.conkey[1]
+         WHERE c.conrelid OPERATOR(pg_catalog.=) source AND c.contype OPERATOR(pg_catalog.=) 'p'
+           AND pg_catalog.cardinality(c.conkey) OPERATOR(pg_catalog.=) 1
+           AND a.atttypid OPERATOR(pg_catalog.=) ANY (ARRAY['smallint'::regtype, 'integer'::regtype, 'bigint'::regtype]::oid[]);
+        IF position_column IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('table %s has no one-column integer primary key to produce it in order', source),
+                HINT = 'Name an increasing integer column with the option position_column.';
+        END IF;
+    END IF;
+    t := pipeline.target_column_type(source, position_column);
+    IF t NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
+        RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+            MESSAGE = pg_catalog.format('column "%s" must be an integer, not %s', position_column, t),
+            HINT = 'The position column increases with each row committed, like an identity column.';
+    END IF;
+    IF key_column IS NOT NULL THEN
+        PERFORM pipeline.target_column_type(source, key_column);
+    END IF;
+    BEGIN
+        batch_size := COALESCE((options->>'batch_size')::integer, 10000);
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        batch_size := 0;
+    END;
+    IF batch_size NOT BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('batch_size must be between 1 and 1000000, not %s', options->>'batch_size'),
+            HINT = 'batch_size is the most rows one run produces.';
+    END IF;
+    IF options ? 'kafka_properties' AND pg_catalog.jsonb_typeof(options->'kafka_properties') OPERATOR(pg_catalog.<>) 'object' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'option "kafka_properties" must be a JSON object of librdkafka properties',
+            HINT = 'For example ''{"kafka_properties": {"security.protocol": "SASL_SSL"}}''.';
+    END IF;
+    IF start_position OPERATOR(pg_catalog.=) 'earliest' THEN
+        start_at := -9223372036854775808;
+    ELSIF start_position OPERATOR(pg_catalog.=) 'latest' THEN
+        EXECUTE pg_catalog.format('SELECT COALESCE(pg_catalog.max(%I), -9223372036854775808)::bigint FROM %s',
+                                  position_column, source) INTO start_at;
+    ELSE
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('start must be earliest or latest, not "%s"', start_position),
+            HINT = 'earliest produces the rows already in the table too; latest only rows added from now on.';
+    END IF;
+
+    BEGIN
+        INSERT INTO pipeline.kafka_sinks (name, source, position_column, key_column, brokers, topic,
+                                          kafka_properties, batch_size, produced_position)
+        VALUES (name, source, position_column, key_column, brokers, topic,
+                COALESCE(options->'kafka_properties', '{}'), batch_size, start_at)
+        RETURNING id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = pg_catalog.format('kafka sink "%s" already exists', name),
+            HINT = 'Kafka sink names are shared by all roles: choose another name.';
+    END;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.create_kafka_sink(text, regclass, text, text, jsonb) IS
+    'defines a Kafka sink: the rows of a table, in the order of an increasing column, produced to a topic as JSON by pipeline.run_kafka_sink (run it from a job); returns its id';
+REVOKE ALL ON FUNCTION pipeline.create_kafka_sink(text, regclass, text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.create_kafka_sink(text, regclass, text, text, jsonb) TO PUBLIC;
+
+CREATE FUNCTION pipeline.run_kafka_sink(name text)
+RETURNS bigint
+LANGUAGE c
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_run_kafka_sink';
+COMMENT ON FUNCTION pipeline.run_kafka_sink(text) IS
+    'produces the rows a Kafka sink has not produced yet (up to its batch_size), waits for the broker to acknowledge them, and records the new position in the same transaction; returns the number of rows produced';
+REVOKE ALL ON FUNCTION pipeline.run_kafka_sink(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.run_kafka_sink(text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.drop_kafka_sink(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    DELETE FROM pipeline.kafka_sinks s WHERE s.name OPERATOR(pg_catalog.=) name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('kafka sink "%s" does not exist', name),
+            HINT = 'SELECT name FROM pipeline.kafka_sink_status lists the sinks you own.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pipeline.drop_kafka_sink(text) IS 'drops a Kafka sink (what it produced stays in the topic)';
+REVOKE ALL ON FUNCTION pipeline.drop_kafka_sink(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.drop_kafka_sink(text) TO PUBLIC;
+
+CREATE VIEW pipeline.kafka_sink_status WITH (security_invoker = true) AS
+SELECT s.name,
+       s.source,
+       s.topic,
+       s.position_column,
+       s.key_column,
+       NULLIF(s.produced_position, -9223372036854775808) AS produced_position,
+       s.produced_rows,
+       s.last_run_at
+  FROM pipeline.kafka_sinks s;
+COMMENT ON VIEW pipeline.kafka_sink_status IS
+    'one row per Kafka sink you own: its table, topic, and what it has produced so far';
+REVOKE ALL ON pipeline.kafka_sink_status FROM PUBLIC;
+GRANT SELECT ON pipeline.kafka_sink_status TO PUBLIC;

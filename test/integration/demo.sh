@@ -4,7 +4,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
 
-plan 12
+plan 13
 
 export DEMO_DIR
 DEMO_DIR=$(mktemp -d)
@@ -56,6 +56,13 @@ is "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo \
 	       AND (SELECT count(*) FROM fintech.alert_outcomes) > 0
 	       AND (SELECT model_version FROM pipeline.fraud_scorer_status WHERE scorer = 'cards') = 1")" t \
 	"the demo's compliance reports total the scored history, and a model scores"
+for _ in $(seq 100); do
+	[ "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo \
+		-c "SELECT produced_rows > 0 FROM pipeline.kafka_sink_status WHERE name = 'card_alerts_out'")" = t ] && break
+	sleep 0.2
+done
+is "$(kcat -b "$(cat "$DEMO_DIR/kafka.bootstrap")" -C -t card-alerts -c 1 -e -q 2>/dev/null | grep -c '"action"')" 1 \
+	"the demo's alerts reach the topic card-alerts"
 
 bash test/demo stop >/dev/null 2>&1
 ok $? "demo stop succeeds"
