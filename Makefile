@@ -19,6 +19,7 @@ OBJS = \
 	src/copy_input.o \
 	src/kafka_source.o \
 	src/kafka_sink.o \
+	src/kafka_properties.o \
 	src/aggregate.o \
 	src/report.o \
 	src/fraud_simulator.o \

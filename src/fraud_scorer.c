@@ -1706,11 +1706,11 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 		Checkpoint(scorer, rules);
 	else
 	{
-		double		elapsed_ms = (GetCurrentTimestamp() - cache.written_at) / 1000.0;
+		double		elapsed_ms = Max(0, (GetCurrentTimestamp() - cache.written_at) / 1000.0);
 		int			queued = cache.dirty_tail - cache.dirty_head;
 
 		WriteOldest(scorer, rules, elapsed_ms >= pg_pipeline_fraud_checkpoint_interval ? -1 :
-					(int) ceil(queued * elapsed_ms / pg_pipeline_fraud_checkpoint_interval));
+					(int) ceil(queued * (elapsed_ms / pg_pipeline_fraud_checkpoint_interval)));
 	}
 	cache.token = WriteCheckpoint(scorer);
 

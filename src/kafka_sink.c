@@ -34,6 +34,7 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
+#include "kafka_properties.h"
 #include "kafka_sink.h"
 
 PG_FUNCTION_INFO_V1(pipeline_run_kafka_sink);
@@ -92,10 +93,14 @@ SetProperty(rd_kafka_conf_t *conf, const char *sink, const char *name, const cha
 static rd_kafka_t *
 CreateProducer(const char *sink, const char *brokers, SPITupleTable *properties, uint64 nproperties)
 {
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_t *conf;
 	rd_kafka_t *producer;
 	char		errstr[512];
 
+	for (uint64 i = 0; i < nproperties; i++)
+		PipelineCheckKafkaProperty(SPI_getvalue(properties->vals[i], properties->tupdesc, 1),
+								   psprintf("kafka sink \"%s\"", sink));
+	conf = rd_kafka_conf_new();
 	SetProperty(conf, sink, "bootstrap.servers", brokers);
 	SetProperty(conf, sink, "client.id", "pg_pipeline");
 	/* retries keep each partition in order and without repeats */
@@ -113,9 +118,12 @@ CreateProducer(const char *sink, const char *brokers, SPITupleTable *properties,
 	rd_kafka_conf_set_log_cb(conf, ClientLog);
 	producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	if (producer == NULL)
+	{
+		rd_kafka_conf_destroy(conf);	/* still ours when rd_kafka_new fails */
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not create a Kafka producer for sink \"%s\": %s", sink, errstr)));
+	}
 	rd_kafka_set_log_queue(producer, NULL);
 	return producer;
 }
@@ -236,8 +244,8 @@ pipeline_run_kafka_sink(PG_FUNCTION_ARGS)
 	args[0] = Int64GetDatum(position);
 	args[1] = Int64GetDatum(batch_size);
 	argtypes[0] = INT8OID;
-	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.to_jsonb(t)::pg_catalog.text, t.%s::pg_catalog.int8, "
-									   "%s FROM %s t WHERE t.%s::pg_catalog.int8 OPERATOR(pg_catalog.>) $1 "
+	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.to_jsonb(t.*)::pg_catalog.text, t.%s::pg_catalog.int8, "
+									   "%s FROM %s t WHERE t.%s OPERATOR(pg_catalog.>) $1 "
 									   "ORDER BY t.%s LIMIT $2",
 									   quote_identifier(position_column),
 									   key_column ? psprintf("t.%s::pg_catalog.text", quote_identifier(key_column)) : "NULL",
@@ -261,6 +269,19 @@ pipeline_run_kafka_sink(PG_FUNCTION_ARGS)
 	properties = SPI_tuptable;
 	nproperties = SPI_processed;
 
+	/* recorded first: a role that may not record it learns so before anything is sent */
+	args[0] = Int64GetDatum(sink_id);
+	args[1] = SPI_getbinval(rows->vals[n - 1], rows->tupdesc, 2, &isnull);
+	args[2] = Int64GetDatum((int64) n);
+	{
+		Oid			update_types[3] = {INT8OID, INT8OID, INT8OID};
+
+		if (SPI_execute_with_args("UPDATE pipeline.kafka_sinks SET produced_position = $2, "
+								  "produced_rows = produced_rows OPERATOR(pg_catalog.+) $3, "
+								  "last_run_at = pg_catalog.now() WHERE id OPERATOR(pg_catalog.=) $1",
+								  3, update_types, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not write pipeline.kafka_sinks");
+	}
 	memset(&delivery, 0, sizeof(delivery));
 	client_error[0] = '\0';
 	PG_TRY();
@@ -279,18 +300,6 @@ pipeline_run_kafka_sink(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	args[0] = Int64GetDatum(sink_id);
-	args[1] = SPI_getbinval(rows->vals[n - 1], rows->tupdesc, 2, &isnull);
-	args[2] = Int64GetDatum((int64) n);
-	{
-		Oid			update_types[3] = {INT8OID, INT8OID, INT8OID};
-
-		if (SPI_execute_with_args("UPDATE pipeline.kafka_sinks SET produced_position = $2, "
-								  "produced_rows = produced_rows OPERATOR(pg_catalog.+) $3, "
-								  "last_run_at = pg_catalog.now() WHERE id OPERATOR(pg_catalog.=) $1",
-								  3, update_types, args, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not write pipeline.kafka_sinks");
-	}
 	SPI_finish();
 	PG_RETURN_INT64((int64) n);
 }

@@ -69,6 +69,7 @@
 #include "copy_input.h"
 #include "guc.h"
 #include "kafka_decode.h"
+#include "kafka_properties.h"
 #include "kafka_source.h"
 #include "shmem.h"
 
@@ -210,7 +211,10 @@ CreateConsumer(void)
 	SetConf(conf, "fetch.error.backoff.ms", "20");
 	SetConf(conf, "log.queue", "true");
 	forboth(name, source->property_names, value, source->property_values)
+	{
+		PipelineCheckKafkaProperty(lfirst(name), psprintf("kafka source \"%s\"", source->name));
 		SetConf(conf, lfirst(name), lfirst(value));
+	}
 	rd_kafka_conf_set_error_cb(conf, KafkaErrorCallback);
 	rd_kafka_conf_set_log_cb(conf, KafkaLogCallback);
 
