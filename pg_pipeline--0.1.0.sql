@@ -3980,10 +3980,11 @@ BEGIN
             HINT = 'The position column increases with each row committed, like an identity column.';
     END IF;
     -- a position shared by two rows could be cut by a batch's end, and the rest skipped
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
-                     ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
-                    WHERE i.indrelid OPERATOR(pg_catalog.=) source AND i.indisunique AND i.indnkeyatts OPERATOR(pg_catalog.=) 1
-                      AND i.indpred IS NULL AND a.attname OPERATOR(pg_catalog.=) position_column) THEN
+    PERFORM FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
+               ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+     WHERE i.indrelid OPERATOR(pg_catalog.=) source AND i.indisunique AND i.indnkeyatts OPERATOR(pg_catalog.=) 1
+       AND i.indpred IS NULL AND a.attname OPERATOR(pg_catalog.=) position_column;
+    IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format('column "%s" of %s has no unique index', position_column, source),
             HINT = 'A position identifies one row: give the column a primary key or a unique index.';
