@@ -529,6 +529,7 @@ typedef struct CheckpointRow
 	uint64		token;
 	int64		next_seq;		/* the seq of the next transaction scored */
 	int64		checkpoint_seq; /* stored states hold every seq before it */
+	TimestampTz written_at;		/* when a batch last wrote states */
 	int32		nrules;
 	int64		rules[FLEXIBLE_ARRAY_MEMBER];	/* the rules stored states keep windows for */
 } CheckpointRow;
@@ -612,6 +613,7 @@ WriteCheckpoint(Scorer *scorer)
 	} while (checkpoint->token == 0);
 	checkpoint->next_seq = cache.next_seq;
 	checkpoint->checkpoint_seq = cache.checkpoint_seq;
+	checkpoint->written_at = cache.written_at;
 	checkpoint->nrules = cache.nrules;
 	if (cache.nrules > 0)
 		memcpy(checkpoint->rules, cache.rules, sizeof(int64) * cache.nrules);
@@ -718,7 +720,8 @@ CachedEntities(Scorer *scorer, List *rules, pg_tz *tz)
 		cache.rules = MemoryContextAlloc(cache.context, sizeof(int64) * Max(checkpoint->nrules, 1));
 		if (checkpoint->nrules > 0)
 			memcpy(cache.rules, checkpoint->rules, sizeof(int64) * checkpoint->nrules);
-		cache.written_at = GetCurrentTimestamp();
+		/* sessions taking turns share the pace of writing, and the checkpoint keeps up */
+		cache.written_at = checkpoint->written_at != 0 ? checkpoint->written_at : GetCurrentTimestamp();
 		Replay(scorer, KeptRules(rules), tz);
 	}
 	entity_context = cache.context;
