@@ -25,6 +25,7 @@ OBJS = \
 	src/fraud_simulator.o \
 	src/fraud_scorer.o \
 	src/fraud_model.o \
+	src/detector.o \
 	src/schedule.o \
 	src/scheduler.o \
 	src/job_worker.o

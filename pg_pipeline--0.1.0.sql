@@ -4080,3 +4080,279 @@ COMMENT ON VIEW pipeline.kafka_sink_status IS
     'one row per Kafka sink you own: its table, topic, and what it has produced so far';
 REVOKE ALL ON pipeline.kafka_sink_status FROM PUBLIC;
 GRANT SELECT ON pipeline.kafka_sink_status TO PUBLIC;
+
+-- Anomaly detectors: an online baseline per series of a windowed table (a
+-- continuous aggregate's output, say), a score per closed window, and one
+-- alert per incident
+
+CREATE SEQUENCE pipeline.detector_id_seq;
+CREATE TABLE pipeline.detectors (
+    id bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pipeline.detector_id_seq'),
+    name text NOT NULL UNIQUE,
+    owner regrole NOT NULL DEFAULT (CURRENT_USER)::regrole,
+    source regclass NOT NULL,
+    time_column text NOT NULL,
+    value_column text NOT NULL,
+    series_columns text[] NOT NULL DEFAULT '{}',
+    window_length interval NOT NULL,
+    lateness interval NOT NULL DEFAULT '0',
+    alpha double precision NOT NULL DEFAULT 0.1,
+    threshold double precision NOT NULL DEFAULT 4,
+    direction text NOT NULL DEFAULT 'both',
+    warm_up integer NOT NULL DEFAULT 10,
+    min_volume double precision NOT NULL DEFAULT 0,
+    min_stddev double precision NOT NULL DEFAULT 1,
+    missing_as_zero boolean NOT NULL DEFAULT true,
+    notify_channel text,
+    alerts regclass NOT NULL,
+    state regclass NOT NULL,
+    -- windows before it are closed and scored
+    closed_until timestamptz,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK (window_length OPERATOR(pg_catalog.>) '0'::interval),
+    CHECK (lateness OPERATOR(pg_catalog.>=) '0'::interval),
+    CHECK (alpha OPERATOR(pg_catalog.>) 0 AND alpha OPERATOR(pg_catalog.<=) 1),
+    CHECK (threshold OPERATOR(pg_catalog.>) 0),
+    CHECK (direction OPERATOR(pg_catalog.=) ANY (ARRAY['both', 'spike', 'drop'])),
+    CHECK (warm_up OPERATOR(pg_catalog.>=) 1),
+    CHECK (min_volume OPERATOR(pg_catalog.>=) 0),
+    CHECK (min_stddev OPERATOR(pg_catalog.>) 0)
+);
+COMMENT ON TABLE pipeline.detectors IS
+    'anomaly detectors: which windowed table and value each watches, its baseline settings, and how far it has scored';
+ALTER TABLE pipeline.detectors ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_only ON pipeline.detectors
+    USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+    WITH CHECK (owner OPERATOR(pg_catalog.=) (CURRENT_USER)::regrole);
+REVOKE ALL ON pipeline.detectors FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON pipeline.detectors TO PUBLIC;
+REVOKE ALL ON SEQUENCE pipeline.detector_id_seq FROM PUBLIC;
+GRANT USAGE ON SEQUENCE pipeline.detector_id_seq TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pipeline.detectors', '');
+SELECT pg_catalog.pg_extension_config_dump('pipeline.detector_id_seq', '');
+
+CREATE FUNCTION pipeline.detector_trigger()
+RETURNS trigger
+LANGUAGE c
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_detector_trigger';
+COMMENT ON FUNCTION pipeline.detector_trigger() IS
+    'statement trigger of an anomaly detector on its table: scores the windows that closed';
+REVOKE ALL ON FUNCTION pipeline.detector_trigger() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.detector_trigger() TO PUBLIC;
+
+CREATE FUNCTION pipeline.create_detector(name text, source regclass, value_column text, options jsonb DEFAULT '{}')
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    time_column text := options->>'time_column';
+    series text[];
+    window_length interval;
+    lateness interval;
+    alpha double precision;
+    threshold double precision;
+    direction text := COALESCE(options->>'direction', 'both');
+    warm_up integer;
+    min_volume double precision;
+    min_stddev double precision;
+    missing_as_zero boolean;
+    channel text := CASE WHEN options ? 'notify_channel' THEN options->>'notify_channel' ELSE 'pipeline_anomalies' END;
+    prefix text := COALESCE(options->>'output', name);
+    unknown text;
+    t regtype;
+    c text;
+    schema_name text;
+    alerts_table regclass;
+    state_table regclass;
+    new_id bigint;
+BEGIN
+    IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' OR source IS NULL OR value_column IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'a detector needs a name, a table and a value column',
+            HINT = 'For example pipeline.create_detector(''errors'', ''errors_per_minute'', ''errors'', ''{"time_column": "minute", "window": "1 minute"}'').';
+    END IF;
+    IF options IS NULL OR pg_catalog.jsonb_typeof(options) OPERATOR(pg_catalog.<>) 'object' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'options must be a JSON object',
+            HINT = 'For example ''{"time_column": "minute", "window": "1 minute", "series": ["page"]}''.';
+    END IF;
+    SELECT pg_catalog.string_agg(k, ', ') INTO unknown FROM pg_catalog.jsonb_object_keys(options) k
+     WHERE k OPERATOR(pg_catalog.<>) ALL (ARRAY['time_column', 'series', 'window', 'lateness', 'alpha', 'threshold',
+                                              'direction', 'warm_up', 'min_volume', 'min_stddev', 'missing_as_zero',
+                                              'notify_channel', 'output']);
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('unknown detector option: %s', unknown),
+            HINT = 'Options are time_column, series, window, lateness, alpha, threshold, direction, warm_up, min_volume, min_stddev, missing_as_zero, notify_channel and output.';
+    END IF;
+    IF time_column IS NULL OR NOT options ? 'window' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'a detector needs the options time_column and window',
+            HINT = 'time_column names the column holding each window''s start; window is the windows'' length, for example "1 minute".';
+    END IF;
+    IF NOT pg_catalog.has_table_privilege(source, 'SELECT') THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = pg_catalog.format('permission denied to read table %s', source),
+            HINT = 'A detector reads its table as its owner: you need SELECT on it.';
+    END IF;
+    t := pipeline.target_column_type(source, time_column);
+    IF t NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype) THEN
+        RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+            MESSAGE = pg_catalog.format('column "%s" must be a timestamp, not %s', time_column, t),
+            HINT = 'time_column holds the start of each window.';
+    END IF;
+    t := pipeline.target_column_type(source, value_column);
+    IF t NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype, 'numeric'::regtype,
+                 'real'::regtype, 'double precision'::regtype) THEN
+        RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+            MESSAGE = pg_catalog.format('column "%s" must be a number, not %s', value_column, t),
+            HINT = 'A detector watches a count, a sum, an average or any other number per window.';
+    END IF;
+    IF options ? 'series' AND pg_catalog.jsonb_typeof(options->'series') OPERATOR(pg_catalog.<>) 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'option "series" must be an array of column names',
+            HINT = 'For example ''{"series": ["page", "status_class"]}''; leave it out for one series.';
+    END IF;
+    SELECT COALESCE(pg_catalog.array_agg(s ORDER BY n), '{}') INTO series
+      FROM pg_catalog.jsonb_array_elements_text(COALESCE(options->'series', '[]')) WITH ORDINALITY AS e(s, n);
+    FOREACH c IN ARRAY series LOOP
+        PERFORM pipeline.target_column_type(source, c);
+    END LOOP;
+    BEGIN
+        window_length := (options->>'window')::interval;
+        lateness := COALESCE((options->>'lateness')::interval, '0');
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid window or lateness: %s', SQLERRM),
+            HINT = 'Give intervals such as "1 minute" or "30 seconds".';
+    END;
+    IF window_length OPERATOR(pg_catalog.<=) '0'::interval OR lateness OPERATOR(pg_catalog.<) '0'::interval
+       OR pg_catalog.date_part('month', window_length) OPERATOR(pg_catalog.<>) 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('window must be positive and lateness not negative, not %s and %s', window_length, lateness),
+            HINT = 'A window is a fixed length of days, hours, minutes or seconds.';
+    END IF;
+    BEGIN
+        alpha := COALESCE((options->>'alpha')::double precision, 0.1);
+        threshold := COALESCE((options->>'threshold')::double precision, 4);
+        warm_up := COALESCE((options->>'warm_up')::integer, 10);
+        min_volume := COALESCE((options->>'min_volume')::double precision, 0);
+        min_stddev := COALESCE((options->>'min_stddev')::double precision, 1);
+        missing_as_zero := COALESCE((options->>'missing_as_zero')::boolean, true);
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid detector option: %s', SQLERRM),
+            HINT = 'alpha, threshold, min_volume and min_stddev are numbers, warm_up an integer, missing_as_zero a boolean.';
+    END;
+    IF NOT (alpha OPERATOR(pg_catalog.>) 0 AND alpha OPERATOR(pg_catalog.<=) 1) OR NOT threshold OPERATOR(pg_catalog.>) 0
+       OR warm_up OPERATOR(pg_catalog.<) 1 OR NOT min_volume OPERATOR(pg_catalog.>=) 0 OR NOT min_stddev OPERATOR(pg_catalog.>) 0
+       OR direction OPERATOR(pg_catalog.<>) ALL (ARRAY['both', 'spike', 'drop']) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'detector options out of range',
+            HINT = 'alpha is in (0, 1], threshold and min_stddev positive, warm_up at least 1, min_volume not negative, direction both, spike or drop.';
+    END IF;
+
+    -- the name first (shared by all roles), the tables after: the source stands in until they exist
+    BEGIN
+        INSERT INTO pipeline.detectors (name, source, time_column, value_column, series_columns, window_length, lateness,
+                                        alpha, threshold, direction, warm_up, min_volume, min_stddev, missing_as_zero,
+                                        notify_channel, alerts, state)
+        VALUES (name, source, time_column, value_column, series, window_length, lateness, alpha, threshold, direction,
+                warm_up, min_volume, min_stddev, missing_as_zero, channel, source, source)
+        RETURNING id INTO new_id;
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = pg_catalog.format('detector "%s" already exists', name),
+            HINT = 'Detector names are shared by all roles: choose another name.';
+    END;
+    SELECT n.nspname INTO schema_name FROM pg_catalog.pg_class r
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) r.relnamespace
+     WHERE r.oid OPERATOR(pg_catalog.=) source;
+    BEGIN
+        EXECUTE pg_catalog.format('CREATE TABLE %I.%I (alert_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, '
+            'series jsonb NOT NULL, direction text NOT NULL, started_at timestamptz NOT NULL, last_window timestamptz NOT NULL, '
+            'ended_at timestamptz, windows integer NOT NULL DEFAULT 1, observed double precision NOT NULL, '
+            'expected double precision NOT NULL, stddev double precision NOT NULL, score double precision NOT NULL, '
+            'status text NOT NULL DEFAULT ''open'', raised_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp())',
+            schema_name, prefix OPERATOR(pg_catalog.||) '_alerts');
+        alerts_table := pg_catalog.format('%I.%I', schema_name, prefix OPERATOR(pg_catalog.||) '_alerts')::regclass;
+        EXECUTE pg_catalog.format('CREATE INDEX ON %s (started_at)', alerts_table);
+        EXECUTE pg_catalog.format('CREATE TABLE %I.%I (series jsonb PRIMARY KEY, windows bigint NOT NULL, '
+            'mean double precision NOT NULL, variance double precision NOT NULL, last_window timestamptz NOT NULL, '
+            'open_alert bigint)', schema_name, prefix OPERATOR(pg_catalog.||) '_baselines');
+        state_table := pg_catalog.format('%I.%I', schema_name, prefix OPERATOR(pg_catalog.||) '_baselines')::regclass;
+    EXCEPTION WHEN duplicate_table THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_table',
+            MESSAGE = pg_catalog.format('a table named like the outputs of detector "%s" already exists: %s', name, SQLERRM),
+            HINT = 'Choose another detector name, or give the tables another prefix with the option output.';
+    END;
+    UPDATE pipeline.detectors d SET alerts = alerts_table, state = state_table WHERE d.id OPERATOR(pg_catalog.=) new_id;
+    -- a statement trigger per event: transition tables allow only one
+    EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS pipeline_new '
+                              'FOR EACH STATEMENT EXECUTE FUNCTION pipeline.detector_trigger(%L)',
+        'pipeline_detector_' OPERATOR(pg_catalog.||) new_id OPERATOR(pg_catalog.||) '_insert', source, new_id);
+    EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING NEW TABLE AS pipeline_new '
+                              'FOR EACH STATEMENT EXECUTE FUNCTION pipeline.detector_trigger(%L)',
+        'pipeline_detector_' OPERATOR(pg_catalog.||) new_id OPERATOR(pg_catalog.||) '_update', source, new_id);
+    RETURN alerts_table;
+END
+$$;
+COMMENT ON FUNCTION pipeline.create_detector(text, regclass, text, jsonb) IS
+    'watches a number per window and series of a table (a continuous aggregate''s output, say): scores each closed window against an online baseline and raises one alert per incident in <name>_alerts; returns that table';
+REVOKE ALL ON FUNCTION pipeline.create_detector(text, regclass, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.create_detector(text, regclass, text, jsonb) TO PUBLIC;
+
+CREATE FUNCTION pipeline.drop_detector(name text, keep_tables boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    d pipeline.detectors;
+    t regclass;
+BEGIN
+    SELECT * INTO d FROM pipeline.detectors x WHERE x.name OPERATOR(pg_catalog.=) name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('detector "%s" does not exist', name),
+            HINT = 'SELECT name FROM pipeline.detector_status lists the detectors you own.';
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) d.source) THEN
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
+            'pipeline_detector_' OPERATOR(pg_catalog.||) d.id OPERATOR(pg_catalog.||) '_insert', d.source);
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
+            'pipeline_detector_' OPERATOR(pg_catalog.||) d.id OPERATOR(pg_catalog.||) '_update', d.source);
+    END IF;
+    IF NOT keep_tables THEN
+        FOR t IN SELECT r.oid::regclass FROM pg_catalog.pg_class r
+                  WHERE r.oid OPERATOR(pg_catalog.=) ANY (ARRAY[d.alerts, d.state]::oid[]) LOOP
+            EXECUTE pg_catalog.format('DROP TABLE %s', t);
+        END LOOP;
+    END IF;
+    DELETE FROM pipeline.detectors x WHERE x.id OPERATOR(pg_catalog.=) d.id;
+END
+$$;
+COMMENT ON FUNCTION pipeline.drop_detector(text, boolean) IS
+    'drops an anomaly detector and its tables (unless keep_tables)';
+REVOKE ALL ON FUNCTION pipeline.drop_detector(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.drop_detector(text, boolean) TO PUBLIC;
+
+CREATE VIEW pipeline.detector_status WITH (security_invoker = true) AS
+SELECT d.name,
+       d.source,
+       d.value_column,
+       d.series_columns,
+       d.window_length,
+       d.closed_until,
+       d.alerts,
+       d.state AS baselines,
+       d.notify_channel
+  FROM pipeline.detectors d;
+COMMENT ON VIEW pipeline.detector_status IS
+    'one row per anomaly detector you own: what it watches, its tables, and the windows it has scored (before closed_until)';
+REVOKE ALL ON pipeline.detector_status FROM PUBLIC;
+GRANT SELECT ON pipeline.detector_status TO PUBLIC;

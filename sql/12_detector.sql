@@ -1,0 +1,89 @@
+-- Anomaly detectors: online baselines per series of a windowed table, one alert
+-- per incident, warm-up, minimum volume, missing windows, and the refusals.
+\set SHOW_CONTEXT never
+SET timezone = 'UTC';
+
+-- page views per minute and page, as a continuous aggregate keeps them
+CREATE TABLE views (page text, user_id bigint, status integer, seen_at timestamptz);
+SELECT pipeline.create_aggregate('views_per_minute', $$
+    SELECT page, date_trunc('minute', seen_at) AS minute, count(*) AS views,
+           count(*) FILTER (WHERE status >= 500) AS errors
+      FROM views GROUP BY page, minute$$);
+SELECT pipeline.create_detector('traffic', 'views_per_minute', 'views',
+    '{"time_column": "minute", "window": "1 minute", "series": ["page"], "warm_up": 5, "min_volume": 20}');
+SELECT pipeline.create_detector('server_errors', 'views_per_minute', 'errors',
+    '{"time_column": "minute", "window": "1 minute", "series": ["page"], "direction": "spike", "warm_up": 5}');
+SELECT name, source, value_column, series_columns, window_length, closed_until, alerts, baselines
+  FROM pipeline.detector_status ORDER BY name;
+
+-- 60 minutes of traffic, a minute per statement as a stream lands it:
+-- home ~100 views a minute, about ~50, docs ~3 (under min_volume), help steady;
+-- home spikes to 400 in minutes 20-22; about stops in minutes 40-42; docs
+-- jumps to 12 in minute 30; checkout errors rise in minutes 45-46
+CREATE FUNCTION minute_of_traffic(m integer) RETURNS integer LANGUAGE sql AS $$
+    INSERT INTO views
+    SELECT p.page, i, CASE WHEN p.page = 'checkout' AND m IN (45, 46) AND i % 2 = 0 THEN 503 ELSE 200 END,
+           '2026-11-30 08:00'::timestamptz + make_interval(mins => m) + make_interval(secs => i % 60)
+      FROM (VALUES ('home', CASE WHEN m BETWEEN 20 AND 22 THEN 400 ELSE 100 + (m * 7) % 9 END),
+                   ('about', CASE WHEN m BETWEEN 40 AND 42 THEN 0 ELSE 50 + (m * 5) % 7 END),
+                   ('docs', CASE WHEN m = 30 THEN 12 ELSE 2 + m % 3 END),
+                   ('help', 30 + (m * 3) % 5),
+                   ('checkout', 40 + (m * 11) % 6)) p(page, n),
+           generate_series(1, p.n) i;
+    SELECT m
+$$;
+SELECT count(minute_of_traffic(m)) FROM generate_series(0, 59) m;
+
+-- each incident is one alert, from its first anomalous window to the first normal one
+SELECT series->>'page' AS page, direction, started_at, last_window, ended_at, windows, observed,
+       round(expected::numeric, 1) AS expected, status
+  FROM traffic_alerts ORDER BY alert_id;
+SELECT series->>'page' AS page, direction, started_at, ended_at, windows, observed
+  FROM server_errors_alerts ORDER BY alert_id;
+-- the windows before the newest minute are scored; baselines per page
+SELECT name, closed_until FROM pipeline.detector_status ORDER BY name;
+SELECT series->>'page' AS page, windows, round(mean::numeric) AS mean, last_window, open_alert
+  FROM traffic_baselines ORDER BY 1;
+
+-- an incident still going is one open alert; a new session keeps the baselines
+CREATE FUNCTION home_rush(m integer) RETURNS integer LANGUAGE sql AS $$
+    INSERT INTO views SELECT 'home', i, 200, '2026-11-30 08:00'::timestamptz + make_interval(mins => m)
+      FROM generate_series(1, 900) i;
+    SELECT m
+$$;
+SELECT minute_of_traffic(60), minute_of_traffic(61), minute_of_traffic(62), home_rush(62),
+       minute_of_traffic(63), home_rush(63);
+\c -
+SET timezone = 'UTC';
+SELECT minute_of_traffic(64), home_rush(64), minute_of_traffic(65);
+SELECT series->>'page' AS page, started_at, last_window, windows, status
+  FROM traffic_alerts WHERE started_at >= '2026-11-30 09:00' ORDER BY alert_id;
+DROP FUNCTION home_rush(integer);
+
+-- refusals
+SELECT pipeline.create_detector('traffic', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute"}');
+SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"window": "1 minute"}');
+SELECT pipeline.create_detector('x', 'views_per_minute', 'page', '{"time_column": "minute", "window": "1 minute"}');
+SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "page", "window": "1 minute"}');
+SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 month"}');
+SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "soon"}');
+SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "series": "page"}');
+SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "series": ["nope"]}');
+SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "direction": "up"}');
+SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "alpha": 0}');
+SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "warm_up": "many"}');
+SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "colour": 1}');
+-- only the detector's own triggers may run it
+CREATE TABLE not_views (minute timestamptz, views bigint);
+CREATE TRIGGER pipeline_detector_x AFTER INSERT ON not_views REFERENCING NEW TABLE AS pipeline_new
+    FOR EACH STATEMENT EXECUTE FUNCTION pipeline.detector_trigger('1');
+INSERT INTO not_views VALUES ('2026-11-30 08:00', 1);
+DROP TABLE not_views;
+
+SELECT pipeline.drop_detector('traffic'), pipeline.drop_detector('server_errors');
+SELECT pipeline.drop_detector('traffic');
+SELECT to_regclass('traffic_alerts'), count(*) FILTER (WHERE tgname LIKE 'pipeline_detector_%') AS triggers
+  FROM pg_trigger;
+SELECT pipeline.drop_aggregate('views_per_minute');
+DROP FUNCTION minute_of_traffic(integer);
+DROP TABLE views;
