@@ -26,6 +26,7 @@ OBJS = \
 	src/fraud_scorer.o \
 	src/fraud_model.o \
 	src/detector.o \
+	src/web_simulator.o \
 	src/schedule.o \
 	src/scheduler.o \
 	src/job_worker.o

@@ -4103,6 +4103,7 @@ CREATE TABLE pipeline.detectors (
     min_volume double precision NOT NULL DEFAULT 0,
     min_stddev double precision NOT NULL DEFAULT 1,
     missing_as_zero boolean NOT NULL DEFAULT true,
+    new_series text NOT NULL DEFAULT 'warm_up',
     notify_channel text,
     alerts regclass NOT NULL,
     state regclass NOT NULL,
@@ -4116,7 +4117,8 @@ CREATE TABLE pipeline.detectors (
     CHECK (direction OPERATOR(pg_catalog.=) ANY (ARRAY['both', 'spike', 'drop'])),
     CHECK (warm_up OPERATOR(pg_catalog.>=) 1),
     CHECK (min_volume OPERATOR(pg_catalog.>=) 0),
-    CHECK (min_stddev OPERATOR(pg_catalog.>) 0)
+    CHECK (min_stddev OPERATOR(pg_catalog.>) 0),
+    CHECK (new_series OPERATOR(pg_catalog.=) ANY (ARRAY['warm_up', 'population']))
 );
 COMMENT ON TABLE pipeline.detectors IS
     'anomaly detectors: which windowed table and value each watches, its baseline settings, and how far it has scored';
@@ -4159,6 +4161,7 @@ DECLARE
     min_volume double precision;
     min_stddev double precision;
     missing_as_zero boolean;
+    new_series text := COALESCE(options->>'new_series', 'warm_up');
     channel text := CASE WHEN options ? 'notify_channel' THEN options->>'notify_channel' ELSE 'pipeline_anomalies' END;
     prefix text := COALESCE(options->>'output', name);
     unknown text;
@@ -4182,11 +4185,11 @@ BEGIN
     SELECT pg_catalog.string_agg(k, ', ') INTO unknown FROM pg_catalog.jsonb_object_keys(options) k
      WHERE k OPERATOR(pg_catalog.<>) ALL (ARRAY['time_column', 'series', 'window', 'lateness', 'alpha', 'threshold',
                                               'direction', 'warm_up', 'min_volume', 'min_stddev', 'missing_as_zero',
-                                              'notify_channel', 'output']);
+                                              'new_series', 'notify_channel', 'output']);
     IF unknown IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format('unknown detector option: %s', unknown),
-            HINT = 'Options are time_column, series, window, lateness, alpha, threshold, direction, warm_up, min_volume, min_stddev, missing_as_zero, notify_channel and output.';
+            HINT = 'Options are time_column, series, window, lateness, alpha, threshold, direction, warm_up, min_volume, min_stddev, missing_as_zero, new_series, notify_channel and output.';
     END IF;
     IF time_column IS NULL OR NOT options ? 'window' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -4249,19 +4252,20 @@ BEGIN
     END;
     IF NOT (alpha OPERATOR(pg_catalog.>) 0 AND alpha OPERATOR(pg_catalog.<=) 1) OR NOT threshold OPERATOR(pg_catalog.>) 0
        OR warm_up OPERATOR(pg_catalog.<) 1 OR NOT min_volume OPERATOR(pg_catalog.>=) 0 OR NOT min_stddev OPERATOR(pg_catalog.>) 0
-       OR direction OPERATOR(pg_catalog.<>) ALL (ARRAY['both', 'spike', 'drop']) THEN
+       OR direction OPERATOR(pg_catalog.<>) ALL (ARRAY['both', 'spike', 'drop'])
+       OR new_series OPERATOR(pg_catalog.<>) ALL (ARRAY['warm_up', 'population']) THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'detector options out of range',
-            HINT = 'alpha is in (0, 1], threshold and min_stddev positive, warm_up at least 1, min_volume not negative, direction both, spike or drop.';
+            HINT = 'alpha is in (0, 1], threshold and min_stddev positive, warm_up at least 1, min_volume not negative, direction both, spike or drop, new_series warm_up or population.';
     END IF;
 
     -- the name first (shared by all roles), the tables after: the source stands in until they exist
     BEGIN
         INSERT INTO pipeline.detectors (name, source, time_column, value_column, series_columns, window_length, lateness,
                                         alpha, threshold, direction, warm_up, min_volume, min_stddev, missing_as_zero,
-                                        notify_channel, alerts, state)
+                                        new_series, notify_channel, alerts, state)
         VALUES (name, source, time_column, value_column, series, window_length, lateness, alpha, threshold, direction,
-                warm_up, min_volume, min_stddev, missing_as_zero, channel, source, source)
+                warm_up, min_volume, min_stddev, missing_as_zero, new_series, channel, source, source)
         RETURNING id INTO new_id;
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
@@ -4356,3 +4360,101 @@ COMMENT ON VIEW pipeline.detector_status IS
     'one row per anomaly detector you own: what it watches, its tables, and the windows it has scored (before closed_until)';
 REVOKE ALL ON pipeline.detector_status FROM PUBLIC;
 GRANT SELECT ON pipeline.detector_status TO PUBLIC;
+
+-- Web traffic: a generator with injected incidents, and a browser classifier
+
+CREATE FUNCTION pipeline.simulate_web_traffic_events(
+    minutes integer, events_per_minute integer, seed bigint, start_time timestamptz,
+    kinds text[], pages text[], client_ips text[], starts integer[], lengths integer[], sizes double precision[])
+RETURNS TABLE (event_time timestamptz, page text, user_id bigint, client_ip text, country text, user_agent text,
+               status integer, latency_ms double precision, bytes integer)
+LANGUAGE c STRICT
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_simulate_web_traffic';
+COMMENT ON FUNCTION pipeline.simulate_web_traffic_events(integer, integer, bigint, timestamptz, text[], text[], text[], integer[], integer[], double precision[]) IS
+    'the generator behind pipeline.simulate_web_traffic, with the incidents as checked arrays';
+REVOKE ALL ON FUNCTION pipeline.simulate_web_traffic_events(integer, integer, bigint, timestamptz, text[], text[], text[], integer[], integer[], double precision[]) FROM PUBLIC;
+
+CREATE FUNCTION pipeline.simulate_web_traffic(
+    minutes integer DEFAULT 180, events_per_minute integer DEFAULT 1000, seed bigint DEFAULT 0,
+    start_time timestamptz DEFAULT '2026-01-05 00:00:00+00', incidents jsonb DEFAULT '[]')
+RETURNS TABLE (event_time timestamptz, page text, user_id bigint, client_ip text, country text, user_agent text,
+               status integer, latency_ms double precision, bytes integer)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    i jsonb;
+    kinds text[] := '{}';
+    pages text[] := '{}';
+    ips text[] := '{}';
+    starts integer[] := '{}';
+    lengths integer[] := '{}';
+    sizes double precision[] := '{}';
+    kind text;
+    size double precision;
+BEGIN
+    IF minutes IS NULL OR minutes NOT BETWEEN 1 AND 527040 OR events_per_minute IS NULL
+       OR events_per_minute NOT BETWEEN 0 AND 10000000 OR seed IS NULL OR start_time IS NULL
+       OR NOT pg_catalog.isfinite(start_time) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'minutes, events_per_minute, seed or start_time is out of range',
+            HINT = 'Simulate 1 to 527,040 minutes (a year) at 0 to 10,000,000 events a minute, from a finite start time.';
+    END IF;
+    IF incidents IS NULL OR pg_catalog.jsonb_typeof(incidents) OPERATOR(pg_catalog.<>) 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'incidents must be a JSON array',
+            HINT = 'For example ''[{"kind": "error_spike", "page": "/checkout", "start_minute": 60, "minutes": 5, "size": 0.3}]''.';
+    END IF;
+    FOR i IN SELECT e FROM pg_catalog.jsonb_array_elements(incidents) e LOOP
+        kind := i->>'kind';
+        IF pg_catalog.jsonb_typeof(i) OPERATOR(pg_catalog.<>) 'object'
+           OR kind IS NULL OR kind OPERATOR(pg_catalog.<>) ALL (ARRAY['error_spike', 'traffic_drop', 'bot_burst'])
+           OR pg_catalog.jsonb_typeof(i->'start_minute') OPERATOR(pg_catalog.<>) 'number'
+           OR pg_catalog.jsonb_typeof(i->'minutes') OPERATOR(pg_catalog.<>) 'number'
+           OR pg_catalog.jsonb_typeof(i->'size') OPERATOR(pg_catalog.<>) 'number' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('invalid incident %s', i),
+                HINT = 'An incident has a kind (error_spike, traffic_drop or bot_burst), a start_minute, minutes and a size; optionally a page (error_spike, traffic_drop) or a client_ip (bot_burst).';
+        END IF;
+        size := (i->>'size')::double precision;
+        IF (kind OPERATOR(pg_catalog.=) 'bot_burst' AND size NOT BETWEEN 0 AND 1000000)
+           OR (kind OPERATOR(pg_catalog.<>) 'bot_burst' AND size NOT BETWEEN 0 AND 1)
+           OR (i->>'minutes')::numeric OPERATOR(pg_catalog.<) 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('incident size or length out of range: %s', i),
+                HINT = 'The size of an error_spike or a traffic_drop is a share between 0 and 1; of a bot_burst, requests a minute.';
+        END IF;
+        kinds := kinds OPERATOR(pg_catalog.||) kind;
+        pages := pages OPERATOR(pg_catalog.||) (i->>'page');
+        ips := ips OPERATOR(pg_catalog.||) (i->>'client_ip');
+        starts := starts OPERATOR(pg_catalog.||) (i->>'start_minute')::integer;
+        lengths := lengths OPERATOR(pg_catalog.||) (i->>'minutes')::integer;
+        sizes := sizes OPERATOR(pg_catalog.||) size;
+    END LOOP;
+    RETURN QUERY SELECT * FROM pipeline.simulate_web_traffic_events(minutes, events_per_minute, seed, start_time,
+                                                                     kinds, pages, ips, starts, lengths, sizes);
+END
+$$;
+COMMENT ON FUNCTION pipeline.simulate_web_traffic(integer, integer, bigint, timestamptz, jsonb) IS
+    'simulated page views in time order (daily rhythm, popular and rare pages, users with an address, country and browser), with injected incidents: error_spike, traffic_drop, bot_burst (seeded)';
+REVOKE ALL ON FUNCTION pipeline.simulate_web_traffic(integer, integer, bigint, timestamptz, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.simulate_web_traffic(integer, integer, bigint, timestamptz, jsonb) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.simulate_web_traffic_events(integer, integer, bigint, timestamptz, text[], text[], text[], integer[], integer[], double precision[]) TO PUBLIC;
+
+CREATE FUNCTION pipeline.user_agent_family(user_agent text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE
+    WHEN user_agent OPERATOR(pg_catalog.~*) '(bot|crawler|spider|slurp|python-requests|curl/|wget/|go-http-client|java/)' THEN 'bot'
+    WHEN pg_catalog.strpos(user_agent, 'Edg/') OPERATOR(pg_catalog.>) 0 THEN 'Edge'
+    WHEN pg_catalog.strpos(user_agent, 'Firefox/') OPERATOR(pg_catalog.>) 0 THEN 'Firefox'
+    WHEN pg_catalog.strpos(user_agent, 'Chrome/') OPERATOR(pg_catalog.>) 0 THEN 'Chrome'
+    WHEN pg_catalog.strpos(user_agent, 'Safari/') OPERATOR(pg_catalog.>) 0 THEN 'Safari'
+    ELSE 'other' END;
+COMMENT ON FUNCTION pipeline.user_agent_family(text) IS
+    'the browser family of a User-Agent string: bot, Edge, Firefox, Chrome, Safari or other';
+REVOKE ALL ON FUNCTION pipeline.user_agent_family(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.user_agent_family(text) TO PUBLIC;

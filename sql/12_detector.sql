@@ -60,6 +60,29 @@ SELECT series->>'page' AS page, started_at, last_window, windows, status
   FROM traffic_alerts WHERE started_at >= '2026-11-30 09:00' ORDER BY alert_id;
 DROP FUNCTION home_rush(integer);
 
+-- the web traffic generator: seeded, in time order, with incidents
+SELECT count(*) AS views, count(DISTINCT page) AS pages, count(DISTINCT user_id) > 4000 AS users,
+       min(event_time) AS first, max(event_time) < '2026-01-05 01:00' AS within_the_hour
+  FROM pipeline.simulate_web_traffic(60, 500, 3);
+SELECT bool_and(event_time >= lag) AS time_ordered
+  FROM (SELECT event_time, lag(event_time, 1, '-infinity') OVER () FROM pipeline.simulate_web_traffic(10, 500, 3)) s;
+SELECT date_trunc('minute', event_time) AS minute, count(*) AS views,
+       count(*) FILTER (WHERE page = '/checkout' AND status = 500) AS checkout_errors,
+       count(*) FILTER (WHERE client_ip = '198.51.100.9') AS bot
+  FROM pipeline.simulate_web_traffic(6, 500, 3, '2026-01-05 12:00+00',
+       '[{"kind": "error_spike", "page": "/checkout", "start_minute": 1, "minutes": 1, "size": 1},
+         {"kind": "traffic_drop", "start_minute": 3, "minutes": 1, "size": 0.5},
+         {"kind": "bot_burst", "client_ip": "198.51.100.9", "start_minute": 4, "minutes": 1, "size": 250}]')
+ GROUP BY 1 ORDER BY 1;
+SELECT pipeline.user_agent_family(a) FROM (VALUES
+    ('Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0'),
+    ('Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0'),
+    ('Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)'), ('curl/8.4.0'), ('')) v(a);
+SELECT * FROM pipeline.simulate_web_traffic(0);
+SELECT * FROM pipeline.simulate_web_traffic(10, incidents => '{"kind": "bot_burst"}');
+SELECT * FROM pipeline.simulate_web_traffic(10, incidents => '[{"kind": "outage", "start_minute": 1, "minutes": 1, "size": 1}]');
+SELECT * FROM pipeline.simulate_web_traffic(10, incidents => '[{"kind": "error_spike", "start_minute": 1, "minutes": 1, "size": 3}]');
+
 -- refusals
 SELECT pipeline.create_detector('traffic', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute"}');
 SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"window": "1 minute"}');
@@ -71,6 +94,7 @@ SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column
 SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "series": ["nope"]}');
 SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "direction": "up"}');
 SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "alpha": 0}');
+SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "new_series": "guess"}');
 SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "warm_up": "many"}');
 SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "colour": 1}');
 -- only the detector's own triggers may run it

@@ -21,7 +21,13 @@
  *     extends the open one; the first normal window closes it.  Anomalous
  *     windows do not move the baseline, so an incident cannot teach it;
  *   - a series without a row in a window counts 0 there (missing_as_zero),
- *     so traffic that stops is seen.
+ *     so traffic that stops is seen; otherwise such a window is skipped, and
+ *     ends the series' open incident;
+ *   - with new_series = population, a series seen for the first time starts
+ *     from the population's baseline instead of warming up: the median and
+ *     the median absolute deviation of all series' values per window, kept
+ *     as an exponentially weighted mean and variance.  A new client address
+ *     that floods the site is then an incident from its first window.
  * Rows arriving for a window after it closed do not change its score.
  *
  *-------------------------------------------------------------------------
@@ -73,6 +79,7 @@ typedef struct Detector
 	double		min_volume;
 	double		min_stddev;
 	bool		missing_as_zero;
+	bool		population;		/* new series start from the population's baseline */
 	char	   *notify_channel;
 	bool		has_closed_until;
 	int64		closed_until;
@@ -161,7 +168,8 @@ LoadDetector(int64 id, Oid owner, Oid table)
 	if (SPI_execute_with_args("SELECT name, source::pg_catalog.oid, alerts::pg_catalog.oid, state::pg_catalog.oid, "
 							  "time_column, value_column, series_columns, window_length, lateness, alpha, threshold, "
 							  "direction, warm_up, min_volume, min_stddev, missing_as_zero, notify_channel, "
-							  "closed_until, pipeline.target_column_type(source, time_column)::pg_catalog.oid "
+							  "closed_until, pipeline.target_column_type(source, time_column)::pg_catalog.oid, "
+							  "new_series OPERATOR(pg_catalog.=) 'population' "
 							  "FROM pipeline.detectors WHERE id OPERATOR(pg_catalog.=) $1 "
 							  "AND owner::pg_catalog.oid OPERATOR(pg_catalog.=) $2 "
 							  "AND source::pg_catalog.oid OPERATOR(pg_catalog.=) $3",
@@ -215,6 +223,7 @@ LoadDetector(int64 id, Oid owner, Oid table)
 	d->closed_until = DatumGetInt64(SPI_getbinval(tuple, desc, 18, &isnull));
 	d->has_closed_until = !isnull;
 	d->time_type = DatumGetObjectId(SPI_getbinval(tuple, desc, 19, &isnull));
+	d->population = DatumGetBool(SPI_getbinval(tuple, desc, 20, &isnull));
 	if (d->window <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -429,6 +438,71 @@ StoreBaselines(Detector *d, Baseline *baselines, int n)
 		elog(ERROR, "could not write the baselines of detector \"%s\"", d->name);
 }
 
+/* the population's baseline is stored as the series JSON null */
+#define POPULATION_SERIES "null"
+
+static int
+CompareDoubles(const void *a, const void *b)
+{
+	double		x = *(const double *) a;
+	double		y = *(const double *) b;
+
+	return (x > y) - (x < y);
+}
+
+static double
+Median(double *values, int n)
+{
+	qsort(values, n, sizeof(double), CompareDoubles);
+	return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+/*
+ * Teach the population's baseline the windows' median and spread
+ * (1.4826 x the median absolute deviation: the standard deviation of a
+ * normal distribution), robust to the few series that stray.
+ */
+static void
+LearnPopulation(Detector *d, Baseline *population, Observation *observations, int n, int nwindows)
+{
+	double	  **values = palloc0(sizeof(double *) * nwindows);
+	int		   *counts = palloc0(sizeof(int) * nwindows);
+
+	for (int i = 0; i < n; i++)
+		counts[observations[i].window]++;
+	for (int w = 0; w < nwindows; w++)
+		values[w] = palloc(sizeof(double) * Max(counts[w], 1));
+	memset(counts, 0, sizeof(int) * nwindows);
+	for (int i = 0; i < n; i++)
+		values[observations[i].window][counts[observations[i].window]++] = observations[i].value;
+	for (int w = 0; w < nwindows; w++)
+	{
+		double		median,
+					spread,
+					delta;
+
+		if (counts[w] == 0)
+			continue;
+		median = Median(values[w], counts[w]);
+		for (int k = 0; k < counts[w]; k++)
+			values[w][k] = fabs(values[w][k] - median);
+		spread = 1.4826 * Median(values[w], counts[w]);
+		delta = median - population->mean;
+		if (population->windows < d->warm_up)
+		{
+			population->mean += delta / (population->windows + 1);
+			population->variance += (spread * spread - population->variance) / (population->windows + 1);
+		}
+		else
+		{
+			population->mean += d->alpha * delta;
+			population->variance += d->alpha * (spread * spread - population->variance);
+		}
+		population->windows++;
+		population->changed = true;
+	}
+}
+
 /*
  * Score the windows in [from, from + nwindows * window) of every series:
  * those with rows, and those the baselines know (a missing row counts 0).
@@ -448,6 +522,7 @@ ScoreClosedWindows(Detector *d, int64 from, int nwindows)
 	bool	   *present = palloc(sizeof(bool) * nwindows);
 	int			o = 0,
 				b = 0;
+	Baseline   *population = NULL;
 
 	if (SPI_execute_with_args(psprintf("SELECT %s, %s, (%s)::pg_catalog.float8 FROM %s src "
 									   "WHERE %s OPERATOR(pg_catalog.>=) $1 AND %s OPERATOR(pg_catalog.<) $2 "
@@ -470,7 +545,19 @@ ScoreClosedWindows(Detector *d, int64 from, int nwindows)
 	}
 	qsort(observations, nobservations, sizeof(Observation), CompareObservations);
 	baselines = LoadBaselines(d, &nbaselines);
-	added = palloc0(sizeof(Baseline) * Max(nobservations, 1));
+	added = palloc0(sizeof(Baseline) * Max(nobservations + 1, 1));
+	if (d->population)
+	{
+		for (int i = 0; i < nbaselines; i++)
+			if (strcmp(baselines[i].series, POPULATION_SERIES) == 0)
+				population = &baselines[i];
+		if (population == NULL)
+		{
+			population = &added[nadded++];
+			population->series = POPULATION_SERIES;
+		}
+		LearnPopulation(d, population, observations, nobservations, nwindows);
+	}
 
 	/* series in order: the baselines' and the observations', merged */
 	while (o < nobservations || b < nbaselines)
@@ -486,9 +573,17 @@ ScoreClosedWindows(Detector *d, int64 from, int nwindows)
 			baseline = &added[nadded++];
 			baseline->series = observations[o].series;
 			first = observations[o].window;
+			if (population && population->windows >= d->warm_up)
+			{
+				baseline->mean = population->mean;
+				baseline->variance = population->variance;
+				baseline->windows = d->warm_up;
+			}
 		}
 		else
 			baseline = &baselines[b++];
+		if (baseline == population)
+			continue;			/* not a series */
 		memset(present, 0, sizeof(bool) * nwindows);
 		if (c <= 0)
 		{
@@ -514,6 +609,12 @@ ScoreClosedWindows(Detector *d, int64 from, int nwindows)
 				ScoreWindow(d, baseline, start, values[w]);
 			else if (d->missing_as_zero)
 				ScoreWindow(d, baseline, start, 0);
+			else if (baseline->open_alert != 0)
+			{
+				/* a series that went quiet: its incident is over */
+				CloseIncident(d, baseline, start);
+				baseline->changed = true;
+			}
 		}
 	}
 	StoreBaselines(d, baselines, nbaselines);
