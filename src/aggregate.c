@@ -32,6 +32,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -91,6 +92,30 @@ PG_FUNCTION_INFO_V1(pipeline_aggregate_rollup_recompute);
  * end of the transaction.
  */
 static List *fold_tuplestores = NIL;
+
+/*
+ * Store a state row read from a state table with its values detoasted.
+ * Serialized transition states reach deserialization functions as they are
+ * stored, and some extensions' functions read them without detoasting
+ * (tdigest's does): a large state, compressed or moved out of line by
+ * TOAST, would be read as garbage.  PostgreSQL itself only ever hands them
+ * states it has just serialized.
+ */
+static void
+PutStateTuple(Tuplestorestate *rows, HeapTuple tuple, TupleDesc desc)
+{
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+
+	heap_deform_tuple(tuple, desc, values, nulls);
+	for (int i = 0; i < desc->natts; i++)
+		if (!nulls[i] && TupleDescAttr(desc, i)->attlen == -1 &&
+			VARATT_IS_EXTENDED(DatumGetPointer(values[i])))
+			values[i] = PointerGetDatum(detoast_attr((struct varlena *) DatumGetPointer(values[i])));
+	tuplestore_putvalues(rows, desc, values, nulls);
+	pfree(values);
+	pfree(nulls);
+}
 
 static Tuplestorestate *
 NewTuplestore(void)
@@ -993,7 +1018,7 @@ Combine(AggregateDef *def, Tuplestorestate *partial, TupleDesc partial_desc, Lis
 
 		/* a group's new, empty row has no state to combine */
 		if (stored_rows > 0)
-			tuplestore_puttuple(combine_input, SPI_tuptable->vals[i]);
+			PutStateTuple(combine_input, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
 	}
 
 	/* the new state of every touched group */
@@ -1186,7 +1211,7 @@ BaseStates(AggregateDef *base, AggregateDef *rollup, bool touched, TupleDesc *de
 	}
 	Execute(sql.data, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
-		tuplestore_puttuple(states, SPI_tuptable->vals[i]);
+		PutStateTuple(states, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
 	*desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
 	return states;
 }
@@ -1749,7 +1774,7 @@ pipeline_aggregate_window(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not read the panes of aggregate " INT64_FORMAT, id);
 	panes = NewTuplestore();
 	for (uint64 i = 0; i < SPI_processed; i++)
-		tuplestore_puttuple(panes, SPI_tuptable->vals[i]);
+		PutStateTuple(panes, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
 	panes_desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
 
 	/* the aggregates, as the partial query parses them */
