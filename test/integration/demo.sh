@@ -88,7 +88,7 @@ while IFS= read -r sql; do
 		{ failed_queries=$((failed_queries + 1)); echo "# failed: $sql: $rows"; }
 	[ -n "$rows" ] || { failed_queries=$((failed_queries + 1)); echo "# no rows: $sql"; }
 done < <(jq -r '.panels[].targets[].rawSql' dashboards/web_activity.json)
-is "$queries $failed_queries" "9 0" "every query of the Grafana dashboard runs on the demo's data and returns rows"
+is "$queries $failed_queries" "10 0" "every query of the Grafana dashboard runs on the demo's data and returns rows"
 is "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo -c "SELECT count(*) FROM web.dashboard")" 20 \
 	"the psql dashboard shows the last 20 minutes"
 
