@@ -5,17 +5,17 @@
 SET timezone = 'UTC';
 CREATE EXTENSION hll;
 CREATE EXTENSION tdigest;
-CREATE TABLE hits (user_id bigint, latency double precision, seen_at timestamptz);
+CREATE TABLE ext_hits (user_id bigint, latency double precision, seen_at timestamptz);
 SELECT pipeline.create_aggregate('audience', $$
     SELECT date_trunc('hour', seen_at) AS hour, count(*) AS hits,
            hll_add_agg(hll_hash_bigint(user_id)) AS users, tdigest(latency, 100) AS latency_digest
-      FROM hits GROUP BY hour$$);
+      FROM ext_hits GROUP BY hour$$);
 -- three statements into the same hours: each folds into states stored by the one before
-INSERT INTO hits SELECT i % 700, (i * 7919) % 1000 / 3.0, '2026-11-30 10:00'::timestamptz + (i % 7200) * interval '1 second'
+INSERT INTO ext_hits SELECT i % 700, (i * 7919) % 1000 / 3.0, '2026-11-30 10:00'::timestamptz + (i % 7200) * interval '1 second'
   FROM generate_series(1, 6000) i;
-INSERT INTO hits SELECT i % 900, (i * 104729) % 1000 / 2.0, '2026-11-30 10:00'::timestamptz + (i % 7200) * interval '1 second'
+INSERT INTO ext_hits SELECT i % 900, (i * 104729) % 1000 / 2.0, '2026-11-30 10:00'::timestamptz + (i % 7200) * interval '1 second'
   FROM generate_series(1, 6000) i;
-INSERT INTO hits SELECT i % 1300, (i * 31) % 997, '2026-11-30 10:30'::timestamptz + (i % 3600) * interval '1 second'
+INSERT INTO ext_hits SELECT i % 1300, (i * 31) % 997, '2026-11-30 10:30'::timestamptz + (i % 3600) * interval '1 second'
   FROM generate_series(1, 6000) i;
 -- the stored states are large enough for TOAST to compress them
 SELECT bool_and(pg_column_size(latency_digest) < octet_length(latency_digest)) AS compressed FROM audience_state;
@@ -30,9 +30,9 @@ SELECT a.hour, a.hits = f.hits AS hits_equal,
   JOIN (SELECT date_trunc('hour', seen_at) AS hour, count(*) AS hits, hll_add_agg(hll_hash_bigint(user_id)) AS users,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY latency) AS median,
                percentile_cont(0.99) WITHIN GROUP (ORDER BY latency) AS p99
-          FROM hits GROUP BY 1) f USING (hour)
+          FROM ext_hits GROUP BY 1) f USING (hour)
  ORDER BY hour;
 SELECT pipeline.drop_aggregate('audience');
-DROP TABLE hits;
+DROP TABLE ext_hits;
 DROP EXTENSION tdigest;
 DROP EXTENSION hll;
