@@ -24,6 +24,7 @@
 #include "postmaster/bgworker.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -452,4 +453,48 @@ PipelineColumnType(Oid relid, const char *column)
 	AttrNumber	attnum = get_attnum(relid, column);
 
 	return attnum == InvalidAttrNumber ? InvalidOid : get_atttype(relid, attnum);
+}
+
+/*
+ * Run as a pipeline's owner for the work a trigger does for it: a
+ * restricted security context, and a GUC nest level with the search path
+ * pinned (more settings may be saved in it).  Returns the nest level for
+ * PipelineLeaveOwner.
+ */
+int
+PipelineEnterOwner(Oid owner, Oid *save_userid, int *save_sec_context)
+{
+	int			nestlevel;
+
+	GetUserIdAndSecContext(save_userid, save_sec_context);
+	SetUserIdAndSecContext(owner, *save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+void
+PipelineLeaveOwner(int nestlevel, Oid save_userid, int save_sec_context)
+{
+	AtEOXact_GUC(true, nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
+/*
+ * The schema-qualified, quoted name of a table a pipeline object made, or
+ * an error naming the object ("fraud scorer") and how to drop it.
+ */
+char *
+PipelineQualifiedTable(Oid relid, const char *object, const char *drop_hint)
+{
+	char	   *relname = get_rel_name(relid);
+
+	if (relname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("a table of this %s was dropped", object),
+				 errhint("%s", drop_hint)));
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
 }

@@ -77,5 +77,8 @@ extern void PipelineRecordSourceError(int64 source_id, const char *error, bool p
 									  bool failed_batch);
 extern void PipelineResetSourceFailures(int64 source_id);
 extern Oid	PipelineColumnType(Oid relid, const char *column);
+extern int	PipelineEnterOwner(Oid owner, Oid *save_userid, int *save_sec_context);
+extern void PipelineLeaveOwner(int nestlevel, Oid save_userid, int save_sec_context);
+extern char *PipelineQualifiedTable(Oid relid, const char *object, const char *drop_hint);
 
 #endif							/* PG_PIPELINE_CATALOG_H */

@@ -104,18 +104,9 @@ typedef struct Observation
 	double		value;
 } Observation;
 
-static char *
-QualifiedName(Oid relid)
-{
-	char	   *relname = get_rel_name(relid);
-
-	if (relname == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("a table of this detector was dropped"),
-				 errhint("Drop the detector with pipeline.drop_detector and create it again.")));
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
-}
+#define DetectorTable(relid) \
+	PipelineQualifiedTable((relid), "detector", \
+						   "Drop the detector with pipeline.drop_detector and create it again.")
 
 /* Only pg_pipeline's own triggers, named after the detector, may run it */
 static int64
@@ -184,9 +175,9 @@ LoadDetector(int64 id, Oid owner, Oid table)
 	desc = SPI_tuptable->tupdesc;
 	d->id = id;
 	d->name = SPI_getvalue(tuple, desc, 1);
-	d->source = QualifiedName(DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull)));
-	d->alerts = QualifiedName(DatumGetObjectId(SPI_getbinval(tuple, desc, 3, &isnull)));
-	d->state = QualifiedName(DatumGetObjectId(SPI_getbinval(tuple, desc, 4, &isnull)));
+	d->source = DetectorTable(DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull)));
+	d->alerts = DetectorTable(DatumGetObjectId(SPI_getbinval(tuple, desc, 3, &isnull)));
+	d->state = DetectorTable(DatumGetObjectId(SPI_getbinval(tuple, desc, 4, &isnull)));
 	d->time_column = pstrdup(quote_identifier(SPI_getvalue(tuple, desc, 5)));
 	d->value_column = pstrdup(quote_identifier(SPI_getvalue(tuple, desc, 6)));
 	series = SPI_getbinval(tuple, desc, 7, &isnull);
@@ -647,12 +638,7 @@ pipeline_detector_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("detector " INT64_FORMAT " does not exist", id),
 				 errhint("Drop the leftover pipeline_detector_* triggers of this table.")));
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	nestlevel = PipelineEnterOwner(owner, &save_userid, &save_sec_context);
 	/* timestamps and timestamptz alike are microseconds since 2000 UTC here */
 	(void) set_config_option("TimeZone", "UTC", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	SPI_connect();
@@ -701,7 +687,6 @@ pipeline_detector_trigger(PG_FUNCTION_ARGS)
 		}
 	}
 	SPI_finish();
-	AtEOXact_GUC(true, nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	PipelineLeaveOwner(nestlevel, save_userid, save_sec_context);
 	return PointerGetDatum(NULL);
 }

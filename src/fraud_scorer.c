@@ -207,6 +207,7 @@ typedef struct Scorer
 	char	   *alerts;
 	char	   *state;
 	char	   *time_zone;
+	pg_tz	   *tz;
 } Scorer;
 
 static double
@@ -215,18 +216,9 @@ Decay(double half_life, double seconds)
 	return seconds <= 0 ? 1.0 : exp(-M_LN2 * seconds / half_life);
 }
 
-static char *
-QualifiedName(Oid relid)
-{
-	char	   *relname = get_rel_name(relid);
-
-	if (relname == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("a table of this fraud scorer was dropped"),
-				 errhint("Drop the scorer with pipeline.drop_fraud_scorer and create it again.")));
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
-}
+#define ScorerTable(relid) \
+	PipelineQualifiedTable((relid), "fraud scorer", \
+						   "Drop the scorer with pipeline.drop_fraud_scorer and create it again.")
 
 /* The scorer's definition, as its owner sees it; table must be its source or labels column */
 static Scorer *
@@ -278,10 +270,14 @@ LoadScorer(int64 scorer_id, Oid owner, Oid table, const char *column)
 	scorer->delay_hours = (int) ceil(DatumGetFloat8(SPI_getbinval(tuple, desc, 8, &isnull)) / SECONDS_PER_HOUR);
 	scorer->alert_threshold = DatumGetFloat8(SPI_getbinval(tuple, desc, 9, &isnull));
 	scorer->notify_channel = SPI_getvalue(tuple, desc, 10);
-	scorer->scores = QualifiedName(DatumGetObjectId(SPI_getbinval(tuple, desc, 11, &isnull)));
-	scorer->alerts = QualifiedName(DatumGetObjectId(SPI_getbinval(tuple, desc, 12, &isnull)));
-	scorer->state = QualifiedName(DatumGetObjectId(SPI_getbinval(tuple, desc, 13, &isnull)));
+	scorer->scores = ScorerTable(DatumGetObjectId(SPI_getbinval(tuple, desc, 11, &isnull)));
+	scorer->alerts = ScorerTable(DatumGetObjectId(SPI_getbinval(tuple, desc, 12, &isnull)));
+	scorer->state = ScorerTable(DatumGetObjectId(SPI_getbinval(tuple, desc, 13, &isnull)));
 	scorer->time_zone = SPI_getvalue(tuple, desc, 14);
+	/* calendar features in the creator's time zone, saved in the caller's GUC nest level */
+	(void) set_config_option("TimeZone", scorer->time_zone, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	scorer->tz = pg_tzset(scorer->time_zone);
 	scorer->time_has_zone = DatumGetBool(SPI_getbinval(tuple, desc, 15, &isnull));
 	return scorer;
 }
@@ -690,7 +686,7 @@ SkipStored(void)
 		cache.dirty_head++;
 }
 
-static void Replay(Scorer *scorer, List *rules, pg_tz *tz);
+static void Replay(Scorer *scorer, List *rules);
 
 /*
  * The scorer's entities: the cache if still valid, else rebuilt from the
@@ -699,7 +695,7 @@ static void Replay(Scorer *scorer, List *rules, pg_tz *tz);
  * us committed.
  */
 static HTAB *
-CachedEntities(Scorer *scorer, List *rules, pg_tz *tz)
+CachedEntities(Scorer *scorer, List *rules)
 {
 	CheckpointRow *checkpoint = ReadCheckpoint(scorer);
 
@@ -722,7 +718,7 @@ CachedEntities(Scorer *scorer, List *rules, pg_tz *tz)
 			memcpy(cache.rules, checkpoint->rules, sizeof(int64) * checkpoint->nrules);
 		/* sessions taking turns share the pace of writing, and the checkpoint keeps up */
 		cache.written_at = checkpoint->written_at != 0 ? checkpoint->written_at : GetCurrentTimestamp();
-		Replay(scorer, KeptRules(rules), tz);
+		Replay(scorer, KeptRules(rules));
 	}
 	entity_context = cache.context;
 	cache.token = 0;			/* invalid until the batch has written its checkpoint row */
@@ -1175,7 +1171,7 @@ TerminalFeatures(Entity *terminal, double time, int delay_hours, int label, doub
 
 /* Time of a transaction: seconds for decay, and the local calendar fields */
 static void
-TransactionTime(Scorer *scorer, pg_tz *tz, Datum value, double *seconds, bool *weekend, bool *night)
+TransactionTime(Scorer *scorer, Datum value, double *seconds, bool *weekend, bool *night)
 {
 	Timestamp	ts = DatumGetTimestamp(value);
 	struct pg_tm tm;
@@ -1189,7 +1185,7 @@ TransactionTime(Scorer *scorer, pg_tz *tz, Datum value, double *seconds, bool *w
 				 errhint("Give every transaction a finite time.")));
 	*seconds = (double) ts / USECS_PER_SEC;
 	if (scorer->time_has_zone)
-		timestamp2tm(ts, &tzoffset, &tm, &fsec, NULL, tz);
+		timestamp2tm(ts, &tzoffset, &tm, &fsec, NULL, scorer->tz);
 	else
 		timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL);
 	*night = tm.tm_hour <= 6;
@@ -1206,7 +1202,7 @@ TransactionTime(Scorer *scorer, pg_tz *tz, Datum value, double *seconds, bool *w
  * replaying call this alike, so a replay ends in the same states.
  */
 static List *
-TakeTransaction(Scorer *scorer, pg_tz *tz, int64 seq, Datum time_value, double amount, int label,
+TakeTransaction(Scorer *scorer, int64 seq, Datum time_value, double amount, int label,
 				Entity *customer, Entity *terminal, List *rules, double *time, double *f)
 {
 	bool		weekend,
@@ -1217,7 +1213,7 @@ TakeTransaction(Scorer *scorer, pg_tz *tz, int64 seq, Datum time_value, double a
 	List	   *fired = NIL;
 	ListCell   *lc;
 
-	TransactionTime(scorer, tz, time_value, time, &weekend, &night);
+	TransactionTime(scorer, time_value, time, &weekend, &night);
 	f[0] = log1p(Max(0, amount));
 	f[1] = weekend;
 	f[2] = night;
@@ -1261,7 +1257,7 @@ EntityFor(char kind, int64 id)
  * with the rules the checkpoint kept windows for.
  */
 static void
-Replay(Scorer *scorer, List *rules, pg_tz *tz)
+Replay(Scorer *scorer, List *rules)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(cache.checkpoint_seq)};
@@ -1298,7 +1294,7 @@ Replay(Scorer *scorer, List *rules, pg_tz *tz)
 		double		f[FRAUD_NFEATURES];
 
 		last_seq = DatumGetInt64(SPI_getbinval(tuple, rows->tupdesc, 1, &isnull));
-		list_free(TakeTransaction(scorer, tz, last_seq, time_value, amount,
+		list_free(TakeTransaction(scorer, last_seq, time_value, amount,
 								  scorer->has_label && !isnull ? (DatumGetBool(label) ? 1 : 0) : -1,
 								  EntityFor('c', customers[i]), EntityFor('t', terminals[i]), rules,
 								  &time, f));
@@ -1395,20 +1391,12 @@ Float8Array(double *values, bool *nulls, int n)
 static int
 EnterScorer(int64 scorer_id, Oid owner, Oid *save_userid, int *save_sec_context)
 {
-	int			nestlevel;
-
 	if (!OidIsValid(owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("fraud scorer " INT64_FORMAT " does not exist", scorer_id),
 				 errhint("Drop the leftover pipeline_fraud_* triggers of this table.")));
-	GetUserIdAndSecContext(save_userid, save_sec_context);
-	SetUserIdAndSecContext(owner, *save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	return nestlevel;
+	return PipelineEnterOwner(owner, save_userid, save_sec_context);
 }
 
 /* One scorer's batches run one at a time: state depends on their order */
@@ -1481,7 +1469,6 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 	bool	   *score_nulls;
 	Datum	   *fired_names;
 	HTAB	   *entities;
-	pg_tz	   *tz;
 	int			nalerts = 0;
 	int64	   *alert_tx;
 	double	   *alert_scores;
@@ -1498,9 +1485,6 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not register the transition table of fraud scorer " INT64_FORMAT, scorer_id);
 	LockScorer(scorer_id);
 	scorer = LoadScorer(scorer_id, owner, RelationGetRelid(trigdata->tg_relation), "source");
-	(void) set_config_option("TimeZone", scorer->time_zone, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	tz = pg_tzset(scorer->time_zone);
 	rules = LoadRules(scorer_id);
 	model = LoadModel(scorer_id);
 
@@ -1546,7 +1530,7 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 		labels[i] = !scorer->has_label || isnull[5] ? -1 : DatumGetBool(v[5]) ? 1 : 0;
 	}
 
-	entities = CachedEntities(scorer, rules, tz);
+	entities = CachedEntities(scorer, rules);
 	LoadStates(scorer, entities, n, customers, terminals);
 	first_seq = cache.next_seq;
 	cache.next_seq += n;
@@ -1567,7 +1551,7 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 		int			severity = 0;
 		ListCell   *lc;
 
-		fired = TakeTransaction(scorer, tz, first_seq + i, time_values[i], amounts[i], labels[i],
+		fired = TakeTransaction(scorer, first_seq + i, time_values[i], amounts[i], labels[i],
 								EntityFor('c', customers[i]), EntityFor('t', terminals[i]), rules,
 								&times[i], f);
 		foreach(lc, fired)
@@ -1718,8 +1702,7 @@ pipeline_fraud_score_trigger(PG_FUNCTION_ARGS)
 	cache.token = WriteCheckpoint(scorer);
 
 	SPI_finish();
-	AtEOXact_GUC(true, nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	PipelineLeaveOwner(nestlevel, save_userid, save_sec_context);
 	return PointerGetDatum(NULL);
 }
 
@@ -1772,8 +1755,6 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not register the transition table of fraud scorer " INT64_FORMAT, scorer_id);
 	LockScorer(scorer_id);
 	scorer = LoadScorer(scorer_id, owner, RelationGetRelid(trigdata->tg_relation), "labels");
-	(void) set_config_option("TimeZone", scorer->time_zone, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
 	rules = LoadRules(scorer_id);
 
 	/* the last label of each transaction in the statement, where it changes the known one */
@@ -1800,7 +1781,7 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 		frauds[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
 		was_fraud[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull));
 	}
-	entities = CachedEntities(scorer, rules, pg_tzset(scorer->time_zone));
+	entities = CachedEntities(scorer, rules);
 	LoadStates(scorer, entities, n, NULL, terminals);
 	touched = palloc(sizeof(Entity *) * Max(n, 1));
 	for (int i = 0; i < n; i++)
@@ -1837,8 +1818,7 @@ pipeline_fraud_label_trigger(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not mark the alerts of fraud scorer \"%s\"", scorer->name);
 
 	SPI_finish();
-	AtEOXact_GUC(true, nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	PipelineLeaveOwner(nestlevel, save_userid, save_sec_context);
 	return PointerGetDatum(NULL);
 }
 
@@ -1883,15 +1863,12 @@ pipeline_checkpoint_fraud_scorer(PG_FUNCTION_ARGS)
 	SPI_connect();
 	LockScorer(scorer_id);
 	scorer = LoadScorer(scorer_id, owner, source, "source");
-	(void) set_config_option("TimeZone", scorer->time_zone, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
 	rules = LoadRules(scorer_id);
-	(void) CachedEntities(scorer, rules, pg_tzset(scorer->time_zone));
+	(void) CachedEntities(scorer, rules);
 	written = Checkpoint(scorer, rules);
 	cache.token = WriteCheckpoint(scorer);
 	SPI_finish();
-	AtEOXact_GUC(true, nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	PipelineLeaveOwner(nestlevel, save_userid, save_sec_context);
 	PG_RETURN_INT64(written);
 }
 
