@@ -15,6 +15,7 @@ OBJS = \
 	src/supervisor.o \
 	src/workers.o \
 	src/catalog.o \
+	src/access_log.o \
 	src/kafka_decode.o \
 	src/copy_input.o \
 	src/kafka_source.o \

@@ -96,7 +96,7 @@ CREATE TABLE pipeline.kafka_sources (
     last_error text,
     last_error_at timestamptz,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    CHECK (format OPERATOR(pg_catalog.=) ANY (ARRAY['json', 'jsonb', 'text', 'csv'])),
+    CHECK (format OPERATOR(pg_catalog.=) ANY (ARRAY['json', 'jsonb', 'text', 'csv', 'access_log'])),
     CHECK (on_error OPERATOR(pg_catalog.=) ANY (ARRAY['dead_letter', 'skip', 'stop'])),
     CHECK (max_error_rate BETWEEN 0 AND 1),
     CHECK (batch_size BETWEEN 1 AND 1000000),
@@ -359,6 +359,8 @@ DECLARE
                                             'bigint, numeric',
                                             'timestamp with time zone, timestamp without time zone',
                                             'jsonb, json'];
+    access_log_fields constant text[] := ARRAY['client', 'ident', 'auth_user', 'time', 'request', 'method',
+                                               'path', 'protocol', 'status', 'bytes', 'referer', 'user_agent', 'extra'];
     kind text;
     column_name text;
     column_type regtype;
@@ -383,10 +385,10 @@ BEGIN
             MESSAGE = pg_catalog.format('invalid topic name "%s"', topic),
             HINT = 'Kafka topic names have 1 to 249 letters, digits, dots, underscores or hyphens.';
     END IF;
-    IF format IS NULL OR NOT format OPERATOR(pg_catalog.=) ANY (ARRAY['json', 'jsonb', 'text', 'csv']) THEN
+    IF format IS NULL OR NOT format OPERATOR(pg_catalog.=) ANY (ARRAY['json', 'jsonb', 'text', 'csv', 'access_log']) THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format('unknown format "%s"', format),
-            HINT = 'Use json (fields into columns), jsonb or text (whole message into one column), or csv.';
+            HINT = 'Use json (fields into columns), jsonb or text (whole message into one column), csv, or access_log (web server log lines).';
     END IF;
     PERFORM pipeline.check_kafka_settings(options, ARRAY['columns', 'header', 'payload_column', 'key_column',
         'partition_column', 'offset_column', 'timestamp_column', 'headers_column', 'start', 'batch_size',
@@ -474,6 +476,33 @@ BEGIN
         SELECT pg_catalog.array_agg(c.value ORDER BY c.ordinality), pg_catalog.array_agg(c.value ORDER BY c.ordinality)
           INTO data_columns, data_paths
           FROM pg_catalog.jsonb_array_elements_text(options->'columns') WITH ORDINALITY c;
+    ELSIF format OPERATOR(pg_catalog.=) 'access_log' THEN
+        -- columns named after fields, or mapped to them with the option columns
+        IF options ? 'columns' THEN
+            IF pg_catalog.jsonb_typeof(options->'columns') OPERATOR(pg_catalog.<>) 'object' THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = 'option "columns" must map column names to access log fields for format access_log',
+                    HINT = 'For example ''{"columns": {"ip": "client", "agent": "user_agent"}}''.';
+            END IF;
+            SELECT pg_catalog.array_agg(c.key ORDER BY c.key), pg_catalog.array_agg(c.value ORDER BY c.key)
+              INTO data_columns, data_paths
+              FROM pg_catalog.jsonb_each_text(options->'columns') c;
+        ELSE
+            SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum), pg_catalog.array_agg(a.attname::text ORDER BY a.attnum)
+              INTO data_columns, data_paths
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid OPERATOR(pg_catalog.=) target AND a.attnum OPERATOR(pg_catalog.>) 0
+               AND NOT a.attisdropped AND a.attgenerated OPERATOR(pg_catalog.=) ''
+               AND NOT a.attname::text OPERATOR(pg_catalog.=) ANY (metadata_columns)
+               AND a.attname::text OPERATOR(pg_catalog.=) ANY (access_log_fields);
+        END IF;
+        FOR i IN 1 .. COALESCE(pg_catalog.cardinality(data_paths), 0) LOOP
+            IF NOT data_paths[i] OPERATOR(pg_catalog.=) ANY (access_log_fields) THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = pg_catalog.format('"%s" is not a field of an access log line', data_paths[i]),
+                    HINT = 'The fields are ' OPERATOR(pg_catalog.||) pg_catalog.array_to_string(access_log_fields, ', ') OPERATOR(pg_catalog.||) '.';
+            END IF;
+        END LOOP;
     ELSIF format OPERATOR(pg_catalog.=) ANY (ARRAY['jsonb', 'text']) THEN
         IF options ? 'payload_column' THEN
             data_columns := ARRAY[options->>'payload_column'];
@@ -638,6 +667,19 @@ COMMENT ON FUNCTION pipeline.create_target_table(text, text, text) IS
     'creates a table from a column list (as in CREATE TABLE) in the caller''s schema, owned by the caller, and returns it: a target for create_kafka_source';
 REVOKE ALL ON FUNCTION pipeline.create_target_table(text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline.create_target_table(text, text, text) TO PUBLIC;
+
+CREATE FUNCTION pipeline.parse_access_log(line text,
+    OUT client text, OUT ident text, OUT auth_user text, OUT "time" timestamptz, OUT request text,
+    OUT method text, OUT path text, OUT protocol text, OUT status integer, OUT bytes bigint,
+    OUT referer text, OUT user_agent text, OUT extra text)
+RETURNS record
+LANGUAGE C STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pipeline_parse_access_log';
+COMMENT ON FUNCTION pipeline.parse_access_log(text) IS
+    'the fields of a web server access log line (Common or Combined Log Format, as Kafka sources of format access_log read it); an error saying what is wrong otherwise';
+REVOKE ALL ON FUNCTION pipeline.parse_access_log(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.parse_access_log(text) TO PUBLIC;
 
 CREATE FUNCTION pipeline.drop_kafka_source(name text)
 RETURNS void
@@ -2011,12 +2053,14 @@ CREATE TABLE pipeline.table_sources (
     filter text,                    -- SQL over "src": rows where it is not true are rejected
     search_path text NOT NULL,      -- for the expressions and the filter
     batch_size integer NOT NULL DEFAULT 100000,
+    fetch_size integer,             -- rows per round trip reading a postgres_fdw source (NULL: its own setting)
     watermark text,                 -- the last imported watermark value, as text
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CHECK (mode OPERATOR(pg_catalog.=) ANY (ARRAY['full', 'append', 'upsert'])),
     CHECK ((mode OPERATOR(pg_catalog.=) 'full') OPERATOR(pg_catalog.=) (watermark_column IS NULL)),
     CHECK ((mode OPERATOR(pg_catalog.=) 'upsert') OPERATOR(pg_catalog.=) (key_columns IS NOT NULL)),
     CHECK (batch_size BETWEEN 1 AND 1000000),
+    CHECK (fetch_size BETWEEN 1 AND 1000000),
     CHECK (pg_catalog.cardinality(columns) OPERATOR(pg_catalog.=) pg_catalog.cardinality(expressions))
 );
 COMMENT ON TABLE pipeline.table_sources IS
@@ -2129,6 +2173,9 @@ DECLARE
     new_id bigint;
     c text;
     lookback_value interval;
+    is_postgres_fdw boolean;
+    has_fetch_size boolean;
+    fetch_rows integer;
 BEGIN
     IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -2146,7 +2193,7 @@ BEGIN
             HINT = 'Use full (replace the target''s rows), append (new rows by an increasing column) or upsert (changed rows by a last-modified column, by key).';
     END IF;
     PERFORM pipeline.check_kafka_settings(options, ARRAY['watermark_column', 'key', 'lookback',
-        'columns', 'filter', 'batch_size']);
+        'columns', 'filter', 'batch_size', 'fetch_size']);
     IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) target) NOT IN ('r', 'p') THEN
         RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
             MESSAGE = pg_catalog.format('%s is not a table', target),
@@ -2233,6 +2280,33 @@ BEGIN
                 HINT = 'Give an interval, for example ''{"lookback": "5 minutes"}'': each run re-reads changes that far before the watermark.';
         END IF;
     END IF;
+    -- fetch_size: rows per round trip reading a postgres_fdw foreign table.
+    -- postgres_fdw's default is 100; unless the table or its server sets
+    -- one, a source reads 10000 at a time.
+    SELECT COALESCE(p.proname OPERATOR(pg_catalog.=) 'postgres_fdw_handler', false),
+           EXISTS (SELECT FROM pg_catalog.pg_options_to_table(ft.ftoptions OPERATOR(pg_catalog.||) srv.srvoptions) o
+                    WHERE o.option_name OPERATOR(pg_catalog.=) 'fetch_size')
+      INTO is_postgres_fdw, has_fetch_size
+      FROM pg_catalog.pg_foreign_table ft
+      JOIN pg_catalog.pg_foreign_server srv ON srv.oid OPERATOR(pg_catalog.=) ft.ftserver
+      JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) srv.srvfdw
+      LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) w.fdwhandler
+     WHERE ft.ftrelid OPERATOR(pg_catalog.=) source;
+    IF options ? 'fetch_size' THEN
+        IF NOT COALESCE(is_postgres_fdw, false) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('option fetch_size is for postgres_fdw foreign tables, and %s is not one', source),
+                HINT = 'Leave the option out.';
+        END IF;
+        IF NOT COALESCE((options->>'fetch_size') ~ '^[0-9]{1,7}$' AND (options->>'fetch_size')::int BETWEEN 1 AND 1000000, false) THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = pg_catalog.format('invalid fetch_size %s', options->'fetch_size'),
+                HINT = 'Use a number of rows per round trip to the foreign server between 1 and 1000000, for example 10000.';
+        END IF;
+        fetch_rows := (options->>'fetch_size')::int;
+    ELSIF is_postgres_fdw AND NOT has_fetch_size THEN
+        fetch_rows := 10000;
+    END IF;
     IF options ? 'filter' AND pg_catalog.jsonb_typeof(options->'filter') OPERATOR(pg_catalog.<>) 'string' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'option "filter" must be a SQL condition over the source row src',
@@ -2295,10 +2369,10 @@ BEGIN
 
     BEGIN
         INSERT INTO pipeline.table_sources (name, source, target, mode, watermark_column, watermark_type,
-            key_columns, lookback, columns, expressions, filter, search_path, batch_size)
+            key_columns, lookback, columns, expressions, filter, search_path, batch_size, fetch_size)
         VALUES (name, source, target, mode, watermark_column, watermark_type, key_columns,
             COALESCE(lookback_value, '0'), target_columns, expressions,
-            options->>'filter', search_path, COALESCE((options->>'batch_size')::int, 100000))
+            options->>'filter', search_path, COALESCE((options->>'batch_size')::int, 100000), fetch_rows)
         RETURNING id INTO new_id;
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
@@ -2367,6 +2441,75 @@ GRANT EXECUTE ON FUNCTION pipeline.reset_table_source(text, text) TO PUBLIC;
 -- watermark up to the batch's bound, reject the others to the dead letters,
 -- advance the watermark (fenced: a concurrent run makes this one fail) and the
 -- run's counters.  Returns whether more rows may be waiting.
+-- What a batch of a postgres_fdw source reads: a temporary copy of the
+-- foreign table's definition (no data) whose fetch_size is the source's,
+-- since postgres_fdw reads 100 rows per round trip unless the table or server
+-- says otherwise, and round trips are most of an import's time.  The copy
+-- reaches the same remote table through the same server and user mapping;
+-- it is read only when the caller may SELECT from the source itself.  NULL
+-- (read the source as it is) when there is nothing to change or the copy
+-- cannot be made: no USAGE on the server, no TEMP on the database, or a
+-- security-restricted context.  The batch drops the copy when it ends.
+CREATE FUNCTION pipeline.table_source_reader(source regclass, fetch_size integer)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ddl text;
+BEGIN
+    IF fetch_size IS NULL OR NOT pg_catalog.has_table_privilege(source, 'SELECT') THEN
+        RETURN NULL;
+    END IF;
+    SELECT pg_catalog.format('CREATE FOREIGN TABLE pg_temp.pipeline_table_source_fetch (%s) SERVER %I OPTIONS (%s)',
+               (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s%s OPTIONS (column_name %L)',
+                           a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
+                           (SELECT pg_catalog.format(' COLLATE %I.%I', cn.nspname, co.collname)
+                              FROM pg_catalog.pg_collation co
+                              JOIN pg_catalog.pg_namespace cn ON cn.oid OPERATOR(pg_catalog.=) co.collnamespace
+                             WHERE co.oid OPERATOR(pg_catalog.=) a.attcollation
+                               AND co.oid OPERATOR(pg_catalog.<>) t.typcollation),
+                           COALESCE((SELECT o.option_value FROM pg_catalog.pg_options_to_table(a.attfdwoptions) o
+                                      WHERE o.option_name OPERATOR(pg_catalog.=) 'column_name'), a.attname)),
+                       ', ' ORDER BY a.attnum)
+                  FROM pg_catalog.pg_attribute a
+                  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+                 WHERE a.attrelid OPERATOR(pg_catalog.=) source AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped),
+               srv.srvname,
+               (SELECT pg_catalog.string_agg(pg_catalog.format('%I %L', o.name, o.value), ', ')
+                  FROM (SELECT x.option_name, x.option_value FROM pg_catalog.pg_options_to_table(ft.ftoptions) x
+                         WHERE NOT x.option_name OPERATOR(pg_catalog.=) ANY (ARRAY['fetch_size', 'schema_name', 'table_name'])
+                        UNION ALL
+                        -- postgres_fdw's defaults are the local names, which the copy does not share
+                        SELECT 'schema_name', COALESCE((SELECT x.option_value FROM pg_catalog.pg_options_to_table(ft.ftoptions) x
+                                                         WHERE x.option_name OPERATOR(pg_catalog.=) 'schema_name'), n.nspname)
+                        UNION ALL
+                        SELECT 'table_name', COALESCE((SELECT x.option_value FROM pg_catalog.pg_options_to_table(ft.ftoptions) x
+                                                        WHERE x.option_name OPERATOR(pg_catalog.=) 'table_name'), c.relname)
+                        UNION ALL
+                        SELECT 'fetch_size', fetch_size::text) AS o(name, value)))
+      INTO ddl
+      FROM pg_catalog.pg_foreign_table ft
+      JOIN pg_catalog.pg_foreign_server srv ON srv.oid OPERATOR(pg_catalog.=) ft.ftserver
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) ft.ftrelid
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+     WHERE ft.ftrelid OPERATOR(pg_catalog.=) source;
+    IF ddl IS NULL THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        EXECUTE ddl;
+    EXCEPTION WHEN insufficient_privilege THEN
+        RETURN NULL;
+    END;
+    RETURN 'pg_temp.pipeline_table_source_fetch';
+END
+$$;
+COMMENT ON FUNCTION pipeline.table_source_reader(regclass, integer) IS
+    'makes the temporary foreign table a table source''s batch reads a postgres_fdw source through, with the source''s fetch_size; NULL to read the source as it is';
+REVOKE ALL ON FUNCTION pipeline.table_source_reader(regclass, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pipeline.table_source_reader(regclass, integer) TO PUBLIC;
+
 CREATE FUNCTION pipeline.table_source_batch(source_id bigint, run_id bigint, first_batch boolean)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -2376,6 +2519,7 @@ SET intervalstyle = 'iso_8601'
 AS $$
 DECLARE
     s pipeline.table_sources;
+    read_from text;                 -- the source, or its copy with the source's fetch_size
     wm_col text;
     after_wm text;
     bound text;
@@ -2400,8 +2544,10 @@ BEGIN
             MESSAGE = pg_catalog.format('table source %s does not exist', source_id),
             HINT = 'It was dropped while it ran.';
     END IF;
+    read_from := pipeline.table_source_reader(s.source, s.fetch_size);
     -- expressions, filter and names resolve as when the source was created
     PERFORM pg_catalog.set_config('search_path', s.search_path, true);
+    read_from := COALESCE(read_from, s.source::text);
     filter_cond := COALESCE(s.filter, 'true');
     SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c), ', ' ORDER BY n) INTO target_columns
       FROM pg_catalog.unnest(s.columns) WITH ORDINALITY AS x(c, n);
@@ -2426,15 +2572,18 @@ BEGIN
         -- split between batches.  Both queries return one row, and a foreign
         -- table's server answers them (ORDER BY/OFFSET/LIMIT, max are pushed down).
         EXECUTE pg_catalog.format('SELECT w::text FROM (SELECT %s AS w FROM %s src WHERE %s ORDER BY 1 OFFSET %s LIMIT 1) b',
-                                  wm_col, s.source, after_wm, s.batch_size OPERATOR(pg_catalog.-) 1)
+                                  wm_col, read_from, after_wm, s.batch_size OPERATOR(pg_catalog.-) 1)
            INTO bound;
         more_rows := bound IS NOT NULL;
         IF NOT more_rows THEN
             EXECUTE pg_catalog.format('SELECT w::text FROM (SELECT %s AS w FROM %s src WHERE %s ORDER BY 1 DESC LIMIT 1) b',
-                                      wm_col, s.source, after_wm)
+                                      wm_col, read_from, after_wm)
                INTO bound;
         END IF;
         IF bound IS NULL THEN
+            IF read_from OPERATOR(pg_catalog.=) 'pg_temp.pipeline_table_source_fetch' THEN
+                DROP FOREIGN TABLE pg_temp.pipeline_table_source_fetch;
+            END IF;
             RETURN false;
         END IF;
         -- the lookback re-read is one batch, up to the watermark at least, and
@@ -2456,7 +2605,7 @@ BEGIN
     END IF;
 
     insert_sql := pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM %s src WHERE %s AND (%s)%s',
-                                    s.target, target_columns, select_list, s.source, range_cond, filter_cond, conflict);
+                                    s.target, target_columns, select_list, read_from, range_cond, filter_cond, conflict);
     BEGIN
         EXECUTE insert_sql;
         GET DIAGNOSTICS imported = ROW_COUNT;
@@ -2468,7 +2617,7 @@ BEGIN
         imported := 0;
         EXECUTE pg_catalog.format('CREATE TEMP TABLE pipeline_checked_rows (LIKE %s INCLUDING DEFAULTS '
                                   'INCLUDING IDENTITY INCLUDING GENERATED INCLUDING CONSTRAINTS) ON COMMIT DROP', s.target);
-        FOR r IN EXECUTE pg_catalog.format('SELECT src FROM %s src WHERE %s AND (%s)', s.source, range_cond, filter_cond) LOOP
+        FOR r IN EXECUTE pg_catalog.format('SELECT src FROM %s src WHERE %s AND (%s)', read_from, range_cond, filter_cond) LOOP
             BEGIN
                 EXECUTE pg_catalog.format('INSERT INTO pg_temp.pipeline_checked_rows (%s) SELECT %s FROM (SELECT ($1).*) src',
                                           target_columns, select_list) USING r.src;
@@ -2513,12 +2662,15 @@ BEGIN
         EXECUTE pg_catalog.format('INSERT INTO pipeline.table_dead_letters (source_id, source_name, "row", error) '
                                   'SELECT %s, %L, pg_catalog.to_jsonb(src), %L FROM %s src WHERE %s AND (%s) IS NOT TRUE',
                                   s.id, s.name, 'rejected by the filter: ' OPERATOR(pg_catalog.||) s.filter,
-                                  s.source, range_cond, s.filter);
+                                  read_from, range_cond, s.filter);
         GET DIAGNOSTICS filtered = ROW_COUNT;
         rejected := rejected OPERATOR(pg_catalog.+) filtered;
     END IF;
 
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF read_from OPERATOR(pg_catalog.=) 'pg_temp.pipeline_table_source_fetch' THEN
+        DROP FOREIGN TABLE pg_temp.pipeline_table_source_fetch;
+    END IF;
     UPDATE pipeline.table_sources t SET watermark = bound
      WHERE t.id OPERATOR(pg_catalog.=) s.id AND t.watermark IS NOT DISTINCT FROM s.watermark;
     IF NOT FOUND THEN

@@ -100,6 +100,36 @@ BEGIN;
 CALL pipeline.run_table_source('stores');
 ROLLBACK;
 
+-- a postgres_fdw source reads 10000 rows per round trip (postgres_fdw's default
+-- is 100) unless its table or server sets fetch_size, through a temporary copy
+-- of the foreign table's definition that keeps the remote names; the option
+-- fetch_size sets it, and is refused for other relations
+CREATE EXTENSION postgres_fdw;
+CREATE SERVER ts_remote FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'nowhere');
+CREATE SCHEMA ts_local;
+CREATE FOREIGN TABLE ts_local.remote_tx (id integer OPTIONS (column_name 'tx_id'), store integer, amount numeric,
+                                         sold_at timestamptz) SERVER ts_remote OPTIONS (use_remote_estimate 'false');
+CREATE FOREIGN TABLE ts_local.remote_tx_tuned (id integer) SERVER ts_remote OPTIONS (fetch_size '500');
+SELECT pipeline.create_table_source('remote_default', 'ts_local.remote_tx', 'imported_tx', 'append', '{"watermark_column": "id"}') > 0 AS created;
+SELECT pipeline.create_table_source('remote_tuned', 'ts_local.remote_tx_tuned', 'imported_tx', 'append', '{"watermark_column": "id"}') > 0 AS created;
+SELECT pipeline.create_table_source('remote_set', 'ts_local.remote_tx_tuned', 'imported_tx', 'append',
+    '{"watermark_column": "id", "fetch_size": 2000}') > 0 AS created;
+SELECT name, fetch_size FROM pipeline.table_sources WHERE name LIKE 'remote%' ORDER BY name;
+BEGIN;
+SELECT pipeline.table_source_reader('ts_local.remote_tx', 10000);
+SELECT ftoptions FROM pg_foreign_table WHERE ftrelid = 'pg_temp.pipeline_table_source_fetch'::regclass;
+SELECT attname, format_type(atttypid, atttypmod), attfdwoptions FROM pg_attribute
+ WHERE attrelid = 'pg_temp.pipeline_table_source_fetch'::regclass AND attnum > 0 ORDER BY attnum;
+ROLLBACK;
+SELECT pipeline.table_source_reader('ts_local.remote_tx', NULL) IS NULL AS source_read_as_is;
+SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "id", "fetch_size": 1000}');
+SELECT pipeline.create_table_source('x', 'ts_local.remote_tx', 'imported_tx', 'append', '{"watermark_column": "id", "fetch_size": 0}');
+SELECT pipeline.create_table_source('x', 'ts_local.remote_tx', 'imported_tx', 'append', '{"watermark_column": "id", "fetch_size": "many"}');
+SELECT pipeline.drop_table_source(name) FROM pipeline.table_sources WHERE name LIKE 'remote%' ORDER BY name;
+DROP SCHEMA ts_local CASCADE;
+DROP SERVER ts_remote;
+DROP EXTENSION postgres_fdw;
+
 -- privileges: a role without SELECT on the source or INSERT on the target cannot create one
 CREATE ROLE ts_user;
 GRANT SELECT ON pos_tx TO ts_user;

@@ -13,8 +13,10 @@
  * it goes to the dead-letter table without costing a subtransaction.
  *
  * JSON fields are named by dotted paths ("user.id"); a path that names an
- * object or array yields that value's JSON text.  Lines are in COPY text
- * format, except for format csv, where the message is the CSV record.
+ * object or array yields that value's JSON text.  Format access_log takes
+ * the fields of a web server's log line (access_log.c), named by field.
+ * Lines are in COPY text format, except for format csv, where the message
+ * is the CSV record.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,6 +28,7 @@
 #include "utils/json.h"
 #include "utils/timestamp.h"
 
+#include "access_log.h"
 #include "kafka_decode.h"
 
 #define MAX_PATH_DEPTH 16
@@ -52,6 +55,7 @@ struct KafkaDecoder
 	int			ncolumns;
 	ColumnPath *paths;
 	int		   *name_lengths;	/* of top-level names, when every path is one */
+	int		   *log_fields;		/* format access_log: the AccessLogField per column */
 	KafkaKeyKind key_kind;
 	bool		with_partition;
 	bool		with_offset;
@@ -85,6 +89,8 @@ KafkaFormatFromName(const char *name)
 		return KAFKA_FORMAT_TEXT;
 	if (strcmp(name, "csv") == 0)
 		return KAFKA_FORMAT_CSV;
+	if (strcmp(name, "access_log") == 0)
+		return KAFKA_FORMAT_ACCESS_LOG;
 	elog(ERROR, "unknown kafka source format \"%s\"", name);
 	return KAFKA_FORMAT_TEXT;	/* keep compiler quiet */
 }
@@ -125,6 +131,19 @@ KafkaDecoderCreate(KafkaFormat format, int ncolumns, char **paths,
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("JSON path for column %d is empty", i + 1)));
+	}
+
+	if (format == KAFKA_FORMAT_ACCESS_LOG)
+	{
+		decoder->log_fields = palloc(sizeof(int) * Max(ncolumns, 1));
+		for (int i = 0; i < ncolumns; i++)
+		{
+			decoder->log_fields[i] = AccessLogFieldFromName(paths[i]);
+			if (decoder->log_fields[i] < 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("\"%s\" is not a field of an access log line", paths[i])));
+		}
 	}
 
 	if (format == KAFKA_FORMAT_JSON)
@@ -743,6 +762,34 @@ CsvRecordProblem(const char *s, int len)
 	return in_quotes ? "CSV message ends inside a quoted field" : NULL;
 }
 
+static bool
+AppendAccessLogFields(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out, char **error)
+{
+	AccessLogEntry entry;
+	const char *problem = AccessLogParse(msg->payload, msg->payload_len, &entry);
+
+	if (problem)
+	{
+		*error = pstrdup(problem);
+		return false;
+	}
+	for (int c = 0; c < decoder->ncolumns; c++)
+	{
+		AccessLogValue *value = &entry.values[decoder->log_fields[c]];
+
+		if (value->escaped)
+		{
+			char	   *plain = palloc(value->len);
+
+			AppendField(decoder, out, c == 0, plain, AccessLogUnescape(value, plain));
+			pfree(plain);
+		}
+		else
+			AppendField(decoder, out, c == 0, value->start, value->len);
+	}
+	return true;
+}
+
 /*
  * Append the COPY line for a message to out; returns false with a reason
  * (and out unchanged) if the message cannot be stored.
@@ -802,6 +849,10 @@ KafkaDecode(KafkaDecoder *decoder, const KafkaMessage *msg, StringInfo out, char
 			}
 		case KAFKA_FORMAT_TEXT:
 			AppendField(decoder, out, true, msg->payload, len);
+			break;
+		case KAFKA_FORMAT_ACCESS_LOG:
+			if (!AppendAccessLogFields(decoder, msg, out, error))
+				return false;
 			break;
 		case KAFKA_FORMAT_CSV:
 			/* one record per message: a trailing line break is not a field */

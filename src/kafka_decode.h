@@ -15,7 +15,8 @@ typedef enum KafkaFormat
 	KAFKA_FORMAT_JSON,			/* fields into typed columns */
 	KAFKA_FORMAT_JSONB,			/* whole (valid) JSON message into one column */
 	KAFKA_FORMAT_TEXT,			/* whole message into one column */
-	KAFKA_FORMAT_CSV			/* one CSV record into columns */
+	KAFKA_FORMAT_CSV,			/* one CSV record into columns */
+	KAFKA_FORMAT_ACCESS_LOG		/* one web server access log line into columns */
 } KafkaFormat;
 
 /* How a metadata column is written: absent, or as which kind of value */

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
 . test/lib/pg.sh
 
-plan 12
+plan 14
 pos=ts_pos
 dw=ts_dw
 
@@ -40,10 +40,19 @@ is "$(q $dw "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || sum(amount) 
 is "$(q $dw "SELECT last_state || ' ' || watermark FROM pipeline.table_source_status")" "succeeded 200000" \
 	"the status shows the run and the watermark"
 
-# --- new and late rows: append takes only what is after the watermark
+# --- new and late rows: append takes only what is after the watermark;
+# the source server's log shows the fetches: 10000 rows per round trip
+# (postgres_fdw's default is 100), and the foreign table left as it was
 q $pos "INSERT INTO transactions SELECT i, 1, 'late', 1, now() FROM generate_series(200001, 200100) i"
+q "ALTER DATABASE $pos SET log_statement = 'all'"
+log_start=$(stat -c %s "$(server_log)")
 q $dw "CALL pipeline.run_table_source('pos')"
+q "ALTER DATABASE $pos RESET log_statement"
 is "$(q $dw "SELECT count(*) FROM sales")" 200100 "a second run imports the 100 new rows only"
+is "$(tail -c +"$((log_start + 1))" "$(server_log)" | grep -o 'FETCH [0-9]* FROM' | sort -u | tr '\n' ' ')" "FETCH 10000 FROM " \
+	"it reads the foreign table 10000 rows per round trip"
+is "$(q $dw "SELECT ftoptions::text FROM pg_foreign_table WHERE ftrelid = 'pos_remote.transactions'::regclass")" \
+	"{schema_name=public,table_name=transactions}" "the foreign table itself is unchanged"
 
 # --- an unreachable server: a clear error, nothing partial, a job retries it
 q $dw "ALTER SERVER pos OPTIONS (SET port '1')"
