@@ -233,7 +233,7 @@ AccessLogParse(const char *line, int len, AccessLogEntry *entry)
 	return NULL;
 }
 
-/* Copy a value to out (at least value->len bytes), undoing \" and \\; the length */
+/* Copy an escaped value to out (at least value->len bytes), undoing \" and \\; the length */
 int
 AccessLogUnescape(const AccessLogValue *value, char *out)
 {
@@ -281,8 +281,9 @@ pipeline_parse_access_log(PG_FUNCTION_ARGS)
 		fields[i] = NULL;
 		if (value->start == NULL)
 			continue;
-		fields[i] = palloc(value->len + 1);
-		fields[i][AccessLogUnescape(value, fields[i])] = '\0';
+		fields[i] = value->escaped ? palloc(value->len + 1) : pnstrdup(value->start, value->len);
+		if (value->escaped)
+			fields[i][AccessLogUnescape(value, fields[i])] = '\0';
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(BuildTupleFromCStrings(TupleDescGetAttInMetadata(tupdesc), fields)));
 }
