@@ -103,3 +103,7 @@ DROP TABLE history;
 -- and live, from Kafka topic web (the demo streams about 5 page views a second)
 SELECT pipeline.create_kafka_source('web_events', :'brokers', 'web', 'web.events', 'json',
     '{"max_batch_latency_ms": 200}');
+-- and the web servers' access log lines (combined log format) from topic web-logs
+SELECT pipeline.create_kafka_source('web_logs', :'brokers', 'web-logs', 'web.events', 'access_log',
+    '{"columns": {"event_time": "time", "page": "path", "client_ip": "client", "user_agent": "user_agent",
+                  "status": "status", "bytes": "bytes"}, "max_batch_latency_ms": 200}');

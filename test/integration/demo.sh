@@ -70,14 +70,16 @@ is "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo \
 	-c "SELECT string_agg(detector || ' ' || (SELECT string_agg(v, ',') FROM jsonb_each_text(series) s(k, v)), '; ' ORDER BY detector)
 	      FROM web.alerts")" "bots 203.0.113.66; page_errors /checkout" \
 	"the demo's web history raises its two incidents"
-live="SELECT coalesce(sum(o.next_offset), 0) > 0 FROM pipeline.kafka_offsets o
-       JOIN pipeline.kafka_sources k ON k.id = o.source_id WHERE k.name = 'web_events'"
+live="SELECT count(*) FILTER (WHERE o.next_offset > 0) || ' ' || (SELECT count(*) FROM pipeline.kafka_dead_letters d
+               WHERE d.source_name IN ('web_events', 'web_logs'))
+        FROM pipeline.kafka_offsets o JOIN pipeline.kafka_sources k ON k.id = o.source_id
+       WHERE k.name IN ('web_events', 'web_logs')"
 for _ in $(seq 100); do
-	[ "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo -c "$live")" = t ] && break
+	[ "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo -c "$live")" = "2 0" ] && break
 	sleep 0.2
 done
-[ "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo -c "$live")" = t ]
-ok $? "the demo's live page views stream in from topic web"
+is "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo -c "$live")" "2 0" \
+	"the demo's live page views stream in from topic web (JSON) and web-logs (access log lines), none rejected"
 time_filter="s/\\\$__timeFilter\(([a-z_]+)\)/\1 > now() - interval '6 hours'/g"
 failed_queries=0
 queries=0
