@@ -4256,6 +4256,9 @@ CREATE TABLE pipeline.detectors (
     min_stddev double precision NOT NULL DEFAULT 1,
     missing_as_zero boolean NOT NULL DEFAULT true,
     new_series text NOT NULL DEFAULT 'warm_up',
+    seasonality text NOT NULL DEFAULT 'none',
+    season_warm_up integer NOT NULL DEFAULT 3,
+    time_zone text NOT NULL DEFAULT 'UTC',
     notify_channel text,
     alerts regclass NOT NULL,
     state regclass NOT NULL,
@@ -4270,7 +4273,9 @@ CREATE TABLE pipeline.detectors (
     CHECK (warm_up OPERATOR(pg_catalog.>=) 1),
     CHECK (min_volume OPERATOR(pg_catalog.>=) 0),
     CHECK (min_stddev OPERATOR(pg_catalog.>) 0),
-    CHECK (new_series OPERATOR(pg_catalog.=) ANY (ARRAY['warm_up', 'population']))
+    CHECK (new_series OPERATOR(pg_catalog.=) ANY (ARRAY['warm_up', 'population'])),
+    CHECK (seasonality OPERATOR(pg_catalog.=) ANY (ARRAY['none', 'hour_of_day', 'hour_of_week'])),
+    CHECK (season_warm_up OPERATOR(pg_catalog.>=) 1)
 );
 COMMENT ON TABLE pipeline.detectors IS
     'anomaly detectors: which windowed table and value each watches, its baseline settings, and how far it has scored';
@@ -4314,6 +4319,9 @@ DECLARE
     min_stddev double precision;
     missing_as_zero boolean;
     new_series text := COALESCE(options->>'new_series', 'warm_up');
+    seasonality text := COALESCE(options->>'seasonality', 'none');
+    season_warm_up integer;
+    time_zone text := COALESCE(options->>'time_zone', 'UTC');
     channel text := CASE WHEN options ? 'notify_channel' THEN options->>'notify_channel' ELSE 'pipeline_anomalies' END;
     prefix text := COALESCE(options->>'output', name);
     unknown text;
@@ -4337,11 +4345,12 @@ BEGIN
     SELECT pg_catalog.string_agg(k, ', ') INTO unknown FROM pg_catalog.jsonb_object_keys(options) k
      WHERE k OPERATOR(pg_catalog.<>) ALL (ARRAY['time_column', 'series', 'window', 'lateness', 'alpha', 'threshold',
                                               'direction', 'warm_up', 'min_volume', 'min_stddev', 'missing_as_zero',
-                                              'new_series', 'notify_channel', 'output']);
+                                              'new_series', 'seasonality', 'season_warm_up', 'time_zone',
+                                              'notify_channel', 'output']);
     IF unknown IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format('unknown detector option: %s', unknown),
-            HINT = 'Options are time_column, series, window, lateness, alpha, threshold, direction, warm_up, min_volume, min_stddev, missing_as_zero, new_series, notify_channel and output.';
+            HINT = 'Options are time_column, series, window, lateness, alpha, threshold, direction, warm_up, min_volume, min_stddev, missing_as_zero, new_series, seasonality, season_warm_up, time_zone, notify_channel and output.';
     END IF;
     IF time_column IS NULL OR NOT options ? 'window' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -4397,11 +4406,22 @@ BEGIN
         min_volume := COALESCE((options->>'min_volume')::double precision, 0);
         min_stddev := COALESCE((options->>'min_stddev')::double precision, 1);
         missing_as_zero := COALESCE((options->>'missing_as_zero')::boolean, true);
+        season_warm_up := COALESCE((options->>'season_warm_up')::integer, 3);
     EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format('invalid detector option: %s', SQLERRM),
-            HINT = 'alpha, threshold, min_volume and min_stddev are numbers, warm_up an integer, missing_as_zero a boolean.';
+            HINT = 'alpha, threshold, min_volume and min_stddev are numbers, warm_up and season_warm_up integers, missing_as_zero a boolean.';
     END;
+    IF seasonality OPERATOR(pg_catalog.<>) ALL (ARRAY['none', 'hour_of_day', 'hour_of_week']) OR season_warm_up OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid seasonality %s or season_warm_up %s', options->'seasonality', season_warm_up),
+            HINT = 'seasonality is none, hour_of_day or hour_of_week (a baseline per hour, used once it has seen season_warm_up windows, at least 1).';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name OPERATOR(pg_catalog.=) time_zone) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('unknown time zone "%s"', time_zone),
+            HINT = 'Name a time zone such as Europe/Paris or America/New_York: hours of the day and week are counted there.';
+    END IF;
     IF NOT (alpha OPERATOR(pg_catalog.>) 0 AND alpha OPERATOR(pg_catalog.<=) 1) OR NOT threshold OPERATOR(pg_catalog.>) 0
        OR warm_up OPERATOR(pg_catalog.<) 1 OR NOT min_volume OPERATOR(pg_catalog.>=) 0 OR NOT min_stddev OPERATOR(pg_catalog.>) 0
        OR direction OPERATOR(pg_catalog.<>) ALL (ARRAY['both', 'spike', 'drop'])
@@ -4415,9 +4435,10 @@ BEGIN
     BEGIN
         INSERT INTO pipeline.detectors (name, source, time_column, value_column, series_columns, window_length, lateness,
                                         alpha, threshold, direction, warm_up, min_volume, min_stddev, missing_as_zero,
-                                        new_series, notify_channel, alerts, state)
+                                        new_series, seasonality, season_warm_up, time_zone, notify_channel, alerts, state)
         VALUES (name, source, time_column, value_column, series, window_length, lateness, alpha, threshold, direction,
-                warm_up, min_volume, min_stddev, missing_as_zero, new_series, channel, source, source)
+                warm_up, min_volume, min_stddev, missing_as_zero, new_series, seasonality, season_warm_up, time_zone,
+                channel, source, source)
         RETURNING id INTO new_id;
     EXCEPTION WHEN unique_violation THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
@@ -4438,7 +4459,8 @@ BEGIN
         EXECUTE pg_catalog.format('CREATE INDEX ON %s (started_at)', alerts_table);
         EXECUTE pg_catalog.format('CREATE TABLE %I.%I (series jsonb PRIMARY KEY, windows bigint NOT NULL, '
             'mean double precision NOT NULL, variance double precision NOT NULL, last_window timestamptz NOT NULL, '
-            'open_alert bigint)', schema_name, prefix OPERATOR(pg_catalog.||) '_baselines');
+            'open_alert bigint, season_windows bigint[], season_mean double precision[], season_variance double precision[])',
+            schema_name, prefix OPERATOR(pg_catalog.||) '_baselines');
         state_table := pg_catalog.format('%I.%I', schema_name, prefix OPERATOR(pg_catalog.||) '_baselines')::regclass;
     EXCEPTION WHEN duplicate_table THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_table',

@@ -83,6 +83,44 @@ SELECT * FROM pipeline.simulate_web_traffic(10, incidents => '{"kind": "bot_burs
 SELECT * FROM pipeline.simulate_web_traffic(10, incidents => '[{"kind": "outage", "start_minute": 1, "minutes": 1, "size": 1}]');
 SELECT * FROM pipeline.simulate_web_traffic(10, incidents => '[{"kind": "error_spike", "start_minute": 1, "minutes": 1, "size": 3}]');
 
+-- seasonality: traffic of 100 an hour from 9:00 to 17:00 and 10 at night,
+-- for three weeks.  Without seasonality the daily rhythm teaches a wide
+-- baseline, so daytime traffic at 3 a.m. and a night-time lull at noon
+-- pass; with a baseline per hour of the day (taught for 3 days first), both
+-- are incidents, and the rhythm itself is not.
+CREATE TABLE hourly (hour timestamptz, views bigint);
+SELECT pipeline.create_detector('flat', 'hourly', 'views', '{"time_column": "hour", "window": "1 hour", "warm_up": 24}');
+SELECT pipeline.create_detector('daily', 'hourly', 'views',
+    '{"time_column": "hour", "window": "1 hour", "warm_up": 24, "seasonality": "hour_of_day", "season_warm_up": 3}');
+SELECT pipeline.create_detector('weekly', 'hourly', 'views',
+    '{"time_column": "hour", "window": "1 hour", "seasonality": "hour_of_week", "time_zone": "Asia/Kolkata"}');
+DO $$
+BEGIN
+    FOR day IN 0..20 LOOP
+        INSERT INTO hourly
+        SELECT h, CASE WHEN h = '2026-11-20 03:00+00' OR (extract(hour FROM h) BETWEEN 9 AND 17 AND h <> '2026-11-20 12:00+00')
+                       THEN 100 ELSE 10 END + day % 3
+          FROM generate_series('2026-11-01'::timestamptz + make_interval(days => day),
+                               '2026-11-01'::timestamptz + make_interval(days => day, hours => 23), '1 hour') h;
+    END LOOP;
+END $$;
+SELECT 'flat' AS detector, direction, started_at, observed, round(expected::numeric, 1) AS expected FROM flat_alerts
+UNION ALL
+SELECT 'daily', direction, started_at, observed, round(expected::numeric, 1) FROM daily_alerts
+ORDER BY 1, 3;
+-- the hours' baselines are kept with the series'
+SELECT cardinality(season_mean) AS hours, season_windows[4] AS windows_at_3h,
+       round(season_mean[4]::numeric, 1) AS mean_at_3h, round(season_mean[13]::numeric, 1) AS mean_at_noon
+  FROM daily_baselines;
+-- 168 a week, counted in Asia/Kolkata (UTC+05:30): Sunday 9:30 there is 4:00 UTC (night traffic),
+-- Sunday 20:30 there is 15:00 UTC (day traffic); three Sundays seen, so no alert yet
+SELECT cardinality(season_mean) AS hours, season_windows[1 + 9] AS sundays,
+       round(season_mean[1 + 9]::numeric, 1) AS sunday_9h, round(season_mean[1 + 20]::numeric, 1) AS sunday_20h,
+       (SELECT count(*) FROM weekly_alerts) AS alerts
+  FROM weekly_baselines;
+SELECT pipeline.drop_detector('flat'), pipeline.drop_detector('daily'), pipeline.drop_detector('weekly');
+DROP TABLE hourly;
+
 -- refusals
 SELECT pipeline.create_detector('traffic', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute"}');
 SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"window": "1 minute"}');
@@ -97,6 +135,8 @@ SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column
 SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "new_series": "guess"}');
 SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "warm_up": "many"}');
 SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "colour": 1}');
+SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "seasonality": "monthly"}');
+SELECT pipeline.create_detector('x', 'views_per_minute', 'views', '{"time_column": "minute", "window": "1 minute", "seasonality": "hour_of_day", "time_zone": "Mars/Olympus"}');
 -- only the detector's own triggers may run it
 CREATE TABLE not_views (minute timestamptz, views bigint);
 CREATE TRIGGER pipeline_detector_x AFTER INSERT ON not_views REFERENCING NEW TABLE AS pipeline_new

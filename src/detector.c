@@ -27,7 +27,13 @@
  *     from the population's baseline instead of warming up: the median and
  *     the median absolute deviation of all series' values per window, kept
  *     as an exponentially weighted mean and variance.  A new client address
- *     that floods the site is then an incident from its first window.
+ *     that floods the site is then an incident from its first window;
+ *   - with seasonality (hour_of_day or hour_of_week, counted in time_zone),
+ *     each series also keeps a baseline per hour of the day or week, taught
+ *     like the overall one; a window is scored against its hour's baseline
+ *     once that has seen season_warm_up windows, and against the overall
+ *     baseline before.  Busy afternoons then do not alert every morning,
+ *     and daytime traffic at 3 a.m. does.
  * Rows arriving for a window after it closed do not change its score.
  *
  *-------------------------------------------------------------------------
@@ -42,8 +48,10 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "pgtime.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
@@ -80,6 +88,9 @@ typedef struct Detector
 	double		min_stddev;
 	bool		missing_as_zero;
 	bool		population;		/* new series start from the population's baseline */
+	int			season_slots;	/* 0 (no seasonality), 24 or 168 hours */
+	int			season_warm_up;
+	pg_tz	   *time_zone;		/* where hours are counted; NULL: as stored (timestamp) */
 	char	   *notify_channel;
 	bool		has_closed_until;
 	int64		closed_until;
@@ -93,6 +104,10 @@ typedef struct Baseline
 	double		variance;
 	int64		last_window;
 	int64		open_alert;		/* 0: none */
+	/* with seasonality: per hour of the day or week, as the overall ones */
+	int64	   *season_windows;
+	double	   *season_mean;
+	double	   *season_variance;
 	bool		stored;
 	bool		changed;
 } Baseline;
@@ -160,7 +175,9 @@ LoadDetector(int64 id, Oid owner, Oid table)
 							  "time_column, value_column, series_columns, window_length, lateness, alpha, threshold, "
 							  "direction, warm_up, min_volume, min_stddev, missing_as_zero, notify_channel, "
 							  "closed_until, pipeline.target_column_type(source, time_column)::pg_catalog.oid, "
-							  "new_series OPERATOR(pg_catalog.=) 'population' "
+							  "new_series OPERATOR(pg_catalog.=) 'population', "
+							  "CASE seasonality WHEN 'hour_of_day' THEN 24 WHEN 'hour_of_week' THEN 168 ELSE 0 END, "
+							  "season_warm_up, time_zone "
 							  "FROM pipeline.detectors WHERE id OPERATOR(pg_catalog.=) $1 "
 							  "AND owner::pg_catalog.oid OPERATOR(pg_catalog.=) $2 "
 							  "AND source::pg_catalog.oid OPERATOR(pg_catalog.=) $3",
@@ -215,6 +232,19 @@ LoadDetector(int64 id, Oid owner, Oid table)
 	d->has_closed_until = !isnull;
 	d->time_type = DatumGetObjectId(SPI_getbinval(tuple, desc, 19, &isnull));
 	d->population = DatumGetBool(SPI_getbinval(tuple, desc, 20, &isnull));
+	d->season_slots = DatumGetInt32(SPI_getbinval(tuple, desc, 21, &isnull));
+	d->season_warm_up = DatumGetInt32(SPI_getbinval(tuple, desc, 22, &isnull));
+	if (d->season_slots > 0 && d->time_type == TIMESTAMPTZOID)
+	{
+		char	   *zone = SPI_getvalue(tuple, desc, 23);
+
+		d->time_zone = pg_tzset(zone);
+		if (d->time_zone == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("detector \"%s\" counts hours in unknown time zone \"%s\"", d->name, zone),
+					 errhint("Drop the detector and create it again with another time_zone.")));
+	}
 	if (d->window <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -239,12 +269,53 @@ CompareObservations(const void *a, const void *b)
 	return c != 0 ? c : (x->window > y->window) - (x->window < y->window);
 }
 
+static void
+EnsureSeasons(Detector *d, Baseline *b)
+{
+	if (b->season_windows != NULL)
+		return;
+	b->season_windows = palloc0(sizeof(int64) * d->season_slots);
+	b->season_mean = palloc0(sizeof(double) * d->season_slots);
+	b->season_variance = palloc0(sizeof(double) * d->season_slots);
+}
+
+/* A stored baseline's seasons; those of another seasonality start afresh */
+static void
+LoadSeasons(Detector *d, Baseline *b, HeapTuple tuple, TupleDesc desc)
+{
+	Datum	   *columns[3];
+	int			n[3];
+
+	if (d->season_slots == 0)
+		return;
+	EnsureSeasons(d, b);
+	for (int c = 0; c < 3; c++)
+	{
+		bool		isnull;
+		Datum		array = SPI_getbinval(tuple, desc, 7 + c, &isnull);
+
+		if (isnull)
+			return;
+		deconstruct_array(DatumGetArrayTypeP(array), c == 0 ? INT8OID : FLOAT8OID, 8, FLOAT8PASSBYVAL,
+						  TYPALIGN_DOUBLE, &columns[c], NULL, &n[c]);
+		if (n[c] != d->season_slots)
+			return;
+	}
+	for (int slot = 0; slot < d->season_slots; slot++)
+	{
+		b->season_windows[slot] = DatumGetInt64(columns[0][slot]);
+		b->season_mean[slot] = DatumGetFloat8(columns[1][slot]);
+		b->season_variance[slot] = DatumGetFloat8(columns[2][slot]);
+	}
+}
+
 static Baseline *
 LoadBaselines(Detector *d, int *count)
 {
 	Baseline   *baselines;
 
-	if (SPI_execute(psprintf("SELECT series::pg_catalog.text, windows, mean, variance, last_window, open_alert FROM %s",
+	if (SPI_execute(psprintf("SELECT series::pg_catalog.text, windows, mean, variance, last_window, open_alert, "
+							 "season_windows, season_mean, season_variance FROM %s",
 							 d->state), false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the baselines of detector \"%s\"", d->name);
 	*count = (int) SPI_processed;
@@ -263,6 +334,7 @@ LoadBaselines(Detector *d, int *count)
 		baselines[i].open_alert = DatumGetInt64(SPI_getbinval(tuple, desc, 6, &isnull));
 		if (isnull)
 			baselines[i].open_alert = 0;
+		LoadSeasons(d, &baselines[i], tuple, desc);
 		baselines[i].stored = true;
 	}
 	qsort(baselines, *count, sizeof(Baseline), CompareBaselines);
@@ -271,7 +343,7 @@ LoadBaselines(Detector *d, int *count)
 
 /* An anomalous window: open an incident, or extend the open one */
 static void
-RaiseAlert(Detector *d, Baseline *b, int64 window, double value, double stddev, double score)
+RaiseAlert(Detector *d, Baseline *b, int64 window, double value, double expected, double stddev, double score)
 {
 	Datum		args[7];
 
@@ -297,7 +369,7 @@ RaiseAlert(Detector *d, Baseline *b, int64 window, double value, double stddev, 
 	args[1] = CStringGetTextDatum(score > 0 ? "spike" : "drop");
 	args[2] = TimestampTzGetDatum(window);
 	args[3] = Float8GetDatum(value);
-	args[4] = Float8GetDatum(b->mean);
+	args[4] = Float8GetDatum(expected);
 	args[5] = Float8GetDatum(stddev);
 	args[6] = Float8GetDatum(score);
 	{
@@ -325,7 +397,7 @@ RaiseAlert(Detector *d, Baseline *b, int64 window, double value, double stddev, 
 		appendStringInfo(&json, ", \"alert_id\": " INT64_FORMAT ", \"series\": %s, \"direction\": \"%s\", "
 						 "\"window\": \"%s\", \"observed\": %.6g, \"expected\": %.6g}",
 						 b->open_alert, b->series, score > 0 ? "spike" : "drop",
-						 timestamptz_to_str(window), value, b->mean);
+						 timestamptz_to_str(window), value, expected);
 		Async_Notify(d->notify_channel, json.data);
 	}
 }
@@ -343,40 +415,108 @@ CloseIncident(Detector *d, Baseline *b, int64 window)
 	b->open_alert = 0;
 }
 
+/* Teach a baseline a normal value: running mean and variance while warming up, EWMA after */
+static void
+Learn(int64 *windows, double *mean, double *variance, double value, int warm_up, double alpha)
+{
+	double		delta = value - *mean;
+
+	if (*windows < warm_up)
+	{
+		/* Welford */
+		*mean += delta / (*windows + 1);
+		*variance = *windows == 0 ? 0 : (*variance * *windows + delta * (value - *mean)) / (*windows + 1);
+	}
+	else
+	{
+		*mean += alpha * delta;
+		*variance = (1 - alpha) * (*variance + alpha * delta * delta);
+	}
+	(*windows)++;
+}
+
+/* The hour of the day or week a window starts in, where the detector counts hours */
+static int
+SeasonSlot(Detector *d, int64 window)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			offset;
+
+	if (timestamp2tm(window, d->time_zone ? &offset : NULL, &tm, &fsec, NULL, d->time_zone) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("detector \"%s\": a window's time is out of range", d->name)));
+	if (d->season_slots == 24)
+		return tm.tm_hour;
+	/* 0 = Sunday */
+	return 24 * j2day(date2j(tm.tm_year, tm.tm_mon, tm.tm_mday)) + tm.tm_hour;
+}
+
 /* Score one closed window of a series, then teach the baseline if it was normal */
 static void
 ScoreWindow(Detector *d, Baseline *b, int64 window, double value)
 {
 	bool		anomalous = false;
-	double		stddev = Max(sqrt(Max(b->variance, 0)), d->min_stddev);
-	double		score = (value - b->mean) / stddev;
+	int			slot = -1;
+	bool		warm = b->windows >= d->warm_up;
+	double		mean = b->mean;
+	double		variance = b->variance;
+	double		stddev;
+	double		score;
 
-	if (b->windows >= d->warm_up && Max(value, b->mean) >= d->min_volume)
+	if (d->season_slots > 0)
+	{
+		EnsureSeasons(d, b);
+		slot = SeasonSlot(d, window);
+		if (b->season_windows[slot] >= d->season_warm_up)
+		{
+			warm = true;
+			mean = b->season_mean[slot];
+			variance = b->season_variance[slot];
+		}
+	}
+	stddev = Max(sqrt(Max(variance, 0)), d->min_stddev);
+	score = (value - mean) / stddev;
+	if (warm && Max(value, mean) >= d->min_volume)
 		anomalous = (d->spikes && score > d->threshold) || (d->drops && score < -d->threshold);
 	if (anomalous)
-		RaiseAlert(d, b, window, value, stddev, score);
+		RaiseAlert(d, b, window, value, mean, stddev, score);
 	else
 	{
-		double		delta = value - b->mean;
-
 		if (b->open_alert != 0)
 			CloseIncident(d, b, window);
-		if (b->windows < d->warm_up)
-		{
-			/* running mean and variance (Welford) while warming up */
-			b->mean += delta / (b->windows + 1);
-			b->variance = b->windows == 0 ? 0 :
-				(b->variance * b->windows + delta * (value - b->mean)) / (b->windows + 1);
-		}
-		else
-		{
-			b->mean += d->alpha * delta;
-			b->variance = (1 - d->alpha) * (b->variance + d->alpha * delta * delta);
-		}
-		b->windows++;
+		Learn(&b->windows, &b->mean, &b->variance, value, d->warm_up, d->alpha);
+		if (slot >= 0)
+			Learn(&b->season_windows[slot], &b->season_mean[slot], &b->season_variance[slot], value,
+				  d->season_warm_up, d->alpha);
 	}
 	b->last_window = window;
 	b->changed = true;
+}
+
+/* An array's text form ({1,2.5,...}), for a baseline's seasons; NULL without */
+static Datum
+SeasonText(Detector *d, Baseline *b, int column, bool *isnull)
+{
+	StringInfoData text;
+
+	*isnull = d->season_slots == 0 || b->season_windows == NULL;
+	if (*isnull)
+		return (Datum) 0;
+	initStringInfo(&text);
+	appendStringInfoChar(&text, '{');
+	for (int slot = 0; slot < d->season_slots; slot++)
+	{
+		if (slot > 0)
+			appendStringInfoChar(&text, ',');
+		if (column == 0)
+			appendStringInfo(&text, INT64_FORMAT, b->season_windows[slot]);
+		else
+			appendStringInfo(&text, "%.17g", column == 1 ? b->season_mean[slot] : b->season_variance[slot]);
+	}
+	appendStringInfoChar(&text, '}');
+	return CStringGetTextDatum(text.data);
 }
 
 static void
@@ -389,11 +529,20 @@ StoreBaselines(Detector *d, Baseline *baselines, int n)
 	Datum	   *last = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *alerts = palloc(sizeof(Datum) * Max(n, 1));
 	bool	   *alert_nulls = palloc(sizeof(bool) * Max(n, 1));
+	Datum	   *seasons[3];
+	bool	   *season_nulls[3];
 	int			count = 0;
 	int			dims[1];
 	int			lbs[1] = {1};
-	Oid			types[6] = {TEXTARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
-	Datum		args[6];
+	Oid			types[9] = {TEXTARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		args[9];
+
+	for (int c = 0; c < 3; c++)
+	{
+		seasons[c] = palloc(sizeof(Datum) * Max(n, 1));
+		season_nulls[c] = palloc(sizeof(bool) * Max(n, 1));
+	}
 
 	for (int i = 0; i < n; i++)
 	{
@@ -406,6 +555,8 @@ StoreBaselines(Detector *d, Baseline *baselines, int n)
 		last[count] = TimestampTzGetDatum(baselines[i].last_window);
 		alerts[count] = Int64GetDatum(baselines[i].open_alert);
 		alert_nulls[count] = baselines[i].open_alert == 0;
+		for (int c = 0; c < 3; c++)
+			seasons[c][count] = SeasonText(d, &baselines[i], c, &season_nulls[c][count]);
 		count++;
 	}
 	if (count == 0)
@@ -418,14 +569,22 @@ StoreBaselines(Detector *d, Baseline *baselines, int n)
 	args[4] = PointerGetDatum(construct_array(last, count, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[5] = PointerGetDatum(construct_md_array(alerts, alert_nulls, 1, dims, lbs, INT8OID, 8, FLOAT8PASSBYVAL,
 												 TYPALIGN_DOUBLE));
-	if (SPI_execute_with_args(psprintf("INSERT INTO %s (series, windows, mean, variance, last_window, open_alert) "
-									   "SELECT s::pg_catalog.jsonb, w, m, v, l, a FROM ROWS FROM (pg_catalog.unnest($1), "
+	for (int c = 0; c < 3; c++)
+		args[6 + c] = PointerGetDatum(construct_md_array(seasons[c], season_nulls[c], 1, dims, lbs, TEXTOID, -1, false,
+														 TYPALIGN_INT));
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s (series, windows, mean, variance, last_window, open_alert, "
+									   "season_windows, season_mean, season_variance) "
+									   "SELECT s::pg_catalog.jsonb, w, m, v, l, a, sw::pg_catalog.int8[], "
+									   "sm::pg_catalog.float8[], sv::pg_catalog.float8[] FROM ROWS FROM (pg_catalog.unnest($1), "
 									   "pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), "
-									   "pg_catalog.unnest($5), pg_catalog.unnest($6)) u(s, w, m, v, l, a) "
+									   "pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7), "
+									   "pg_catalog.unnest($8), pg_catalog.unnest($9)) u(s, w, m, v, l, a, sw, sm, sv) "
 									   "ON CONFLICT (series) DO UPDATE SET windows = EXCLUDED.windows, mean = EXCLUDED.mean, "
 									   "variance = EXCLUDED.variance, last_window = EXCLUDED.last_window, "
-									   "open_alert = EXCLUDED.open_alert", d->state),
-							  6, types, args, NULL, false, 0) != SPI_OK_INSERT)
+									   "open_alert = EXCLUDED.open_alert, season_windows = EXCLUDED.season_windows, "
+									   "season_mean = EXCLUDED.season_mean, season_variance = EXCLUDED.season_variance",
+									   d->state),
+							  9, types, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write the baselines of detector \"%s\"", d->name);
 }
 
