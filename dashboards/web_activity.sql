@@ -21,14 +21,38 @@ SELECT pipeline.create_aggregate('segment_minute', $$
 SELECT pipeline.create_aggregate('client_minute', $$
     SELECT client_ip, date_trunc('minute', event_time) AS minute, count(*) AS requests
       FROM events GROUP BY client_ip, minute$$);
--- distinct users and latency percentiles per minute: hll and tdigest states,
--- folded like any other aggregate (Debian: postgresql-15-hll, postgresql-15-tdigest)
+-- distinct users and latency percentiles per minute (view audience): with
+-- the hll and tdigest extensions when the server has them (Debian:
+-- postgresql-15-hll, postgresql-15-tdigest), their states folded like any
+-- other aggregate; without them (or with psql variable exact_audience set),
+-- exact distinct users per minute from a per-minute, per-user aggregate
+-- (costlier: a group per user and minute), and no percentiles
+SELECT count(*) = 2 AS sketches FROM pg_available_extensions WHERE name IN ('hll', 'tdigest') \gset
+\if :{?exact_audience}
+\set sketches false
+\endif
+\if :sketches
 CREATE EXTENSION IF NOT EXISTS hll SCHEMA public;
 CREATE EXTENSION IF NOT EXISTS tdigest SCHEMA public;
 SELECT pipeline.create_aggregate('audience_minute', $$
     SELECT date_trunc('minute', event_time) AS minute, hll_add_agg(hll_hash_bigint(user_id)) AS users,
            tdigest(latency_ms, 100) AS latency_digest
       FROM events GROUP BY minute$$);
+CREATE VIEW audience AS
+SELECT a.minute, round(hll_cardinality(a.users)) AS users, p.percentiles[1] AS p50_latency_ms,
+       p.percentiles[2] AS p95_latency_ms, p.percentiles[3] AS p99_latency_ms
+  FROM audience_minute a,
+       LATERAL (SELECT array_agg(round(q::numeric, 1)) AS percentiles
+                  FROM unnest((SELECT tdigest_percentile(d, ARRAY[0.5, 0.95, 0.99]) FROM (SELECT a.latency_digest) x(d))) q) p;
+\else
+SELECT pipeline.create_aggregate('user_minute', $$
+    SELECT date_trunc('minute', event_time) AS minute, user_id, count(*) AS views
+      FROM events WHERE user_id IS NOT NULL GROUP BY minute, user_id$$);
+CREATE VIEW audience AS
+SELECT minute, count(*) AS users, NULL::numeric AS p50_latency_ms, NULL::numeric AS p95_latency_ms,
+       NULL::numeric AS p99_latency_ms
+  FROM user_minute GROUP BY minute;
+\endif
 SELECT pipeline.create_detector('site_traffic', 'site_minute', 'views',
     '{"time_column": "minute", "window": "1 minute", "direction": "drop", "threshold": 5}');
 SELECT pipeline.create_detector('page_errors', 'page_minute', 'errors',
@@ -43,12 +67,6 @@ CREATE VIEW traffic AS
 SELECT minute, views, errors, round(100.0 * errors / NULLIF(views, 0), 2) AS error_pct,
        round(latency::numeric, 1) AS avg_latency_ms, bytes
   FROM site_minute;
-CREATE VIEW audience AS
-SELECT a.minute, round(hll_cardinality(a.users)) AS users, p.percentiles[1] AS p50_latency_ms,
-       p.percentiles[2] AS p95_latency_ms, p.percentiles[3] AS p99_latency_ms
-  FROM audience_minute a,
-       LATERAL (SELECT array_agg(round(q::numeric, 1)) AS percentiles
-                  FROM unnest((SELECT tdigest_percentile(d, ARRAY[0.5, 0.95, 0.99]) FROM (SELECT a.latency_digest) x(d))) q) p;
 CREATE VIEW page_latency AS
 SELECT page, minute, views, round(latency::numeric, 1) AS avg_latency_ms, worst AS worst_latency_ms
   FROM page_minute;
