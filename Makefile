@@ -76,7 +76,7 @@ $(READ_RATE): test/kafka_read_rate.c
 		-o $@ $< $(RDKAFKA_LIBS)
 endif
 
-.PHONY: test demo demo-stop
+.PHONY: test demo demo-stop fuzz
 
 test:
 	bash test/run
@@ -86,3 +86,7 @@ demo:
 
 demo-stop:
 	bash test/demo stop
+
+# FUZZ_SECONDS=n (default 60) or FUZZ_RUNS=n per target; see test/fuzz/run
+fuzz:
+	bash test/fuzz/run
