@@ -1,0 +1,20 @@
+# The soak script for 2 minutes at 10 messages a second per stream: the
+# three case studies together hold their memory, keep up, and store every
+# message and POS sale exactly once (the 30-minute run is bash test/soak.sh).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. test/lib/tap.sh
+
+plan 7
+out=$(mktemp)
+DEMO_SKIP_BUILD=1 SOAK_WARMUP=40 SOAK_CSV=$(mktemp) bash test/soak.sh 2 10 >"$out" 2>&1
+status=$?
+diag "$(cat "$out")"
+for check in "memory of the launcher" "memory of the supervisor" "memory of the kafka_sources" "Kafka lag" \
+	"page views exactly once" "card transactions exactly once" "retail:"; do
+	grep -q "^PASS  $check" "$out"
+	ok $? "soak: $check"
+done
+[ "$status" = 0 ] || diag "the soak script failed (status $status)"
+rm -f "$out"
+done_testing
