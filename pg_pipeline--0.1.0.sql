@@ -4417,7 +4417,8 @@ BEGIN
             MESSAGE = pg_catalog.format('invalid seasonality %s or season_warm_up %s', options->'seasonality', season_warm_up),
             HINT = 'seasonality is none, hour_of_day or hour_of_week (a baseline per hour, used once it has seen season_warm_up windows, at least 1).';
     END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name OPERATOR(pg_catalog.=) time_zone) THEN
+    PERFORM FROM pg_catalog.pg_timezone_names z WHERE z.name OPERATOR(pg_catalog.=) time_zone;
+    IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format('unknown time zone "%s"', time_zone),
             HINT = 'Name a time zone such as Europe/Paris or America/New_York: hours of the day and week are counted there.';

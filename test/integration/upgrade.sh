@@ -53,7 +53,6 @@ SELECT 'event trigger ' || evtname || ' ' || evtevent || ' ' || evtfoid::regproc
 ORDER BY 1"
 
 fresh_database upgrade_fresh
-q upgrade_fresh "CREATE EXTENSION pg_pipeline" >/dev/null
 q upgrade_fresh "$catalog" >/tmp/pipeline_catalog_fresh
 like "$(wc -l </tmp/pipeline_catalog_fresh)" '^[0-9]{3,}$' "the catalog of a fresh install is read ($(wc -l </tmp/pipeline_catalog_fresh) lines)"
 for version in "${versions[@]}"; do
