@@ -497,6 +497,13 @@ BEGIN
                AND a.attname::text OPERATOR(pg_catalog.=) ANY (access_log_fields);
         END IF;
         FOR i IN 1 .. COALESCE(pg_catalog.cardinality(data_paths), 0) LOOP
+            -- the line's time has an offset, which a timestamp without time zone would drop
+            IF data_paths[i] OPERATOR(pg_catalog.=) 'time'
+               AND pipeline.target_column_type(target, data_columns[i]) OPERATOR(pg_catalog.=) 'timestamp without time zone'::regtype THEN
+                RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                    MESSAGE = pg_catalog.format('column "%s" of type timestamp without time zone would drop the offset of the log line''s time', data_columns[i]),
+                    HINT = 'Use a timestamptz column for the field time.';
+            END IF;
             IF NOT data_paths[i] OPERATOR(pg_catalog.=) ANY (access_log_fields) THEN
                 RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                     MESSAGE = pg_catalog.format('"%s" is not a field of an access log line', data_paths[i]),
@@ -527,6 +534,11 @@ BEGIN
          WHERE a.attrelid OPERATOR(pg_catalog.=) target AND a.attnum OPERATOR(pg_catalog.>) 0
            AND NOT a.attisdropped AND a.attgenerated OPERATOR(pg_catalog.=) ''
            AND NOT a.attname::text OPERATOR(pg_catalog.=) ANY (metadata_columns);
+    END IF;
+    IF pg_catalog.array_position(data_columns, NULL) IS NOT NULL OR pg_catalog.array_position(data_paths, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'option "columns" must not hold null',
+            HINT = 'Name each column and what fills it with a string, for example ''{"columns": {"user_id": "user.id"}}''.';
     END IF;
     IF data_columns IS NULL OR pg_catalog.cardinality(data_columns) OPERATOR(pg_catalog.=) 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -2053,7 +2065,7 @@ CREATE TABLE pipeline.table_sources (
     filter text,                    -- SQL over "src": rows where it is not true are rejected
     search_path text NOT NULL,      -- for the expressions and the filter
     batch_size integer NOT NULL DEFAULT 100000,
-    fetch_size integer,             -- rows per round trip reading a postgres_fdw source (NULL: its own setting)
+    fetch_size integer,             -- rows per round trip reading a postgres_fdw source (NULL: see table_source_reader)
     watermark text,                 -- the last imported watermark value, as text
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CHECK (mode OPERATOR(pg_catalog.=) ANY (ARRAY['full', 'append', 'upsert'])),
@@ -2174,7 +2186,6 @@ DECLARE
     c text;
     lookback_value interval;
     is_postgres_fdw boolean;
-    has_fetch_size boolean;
     fetch_rows integer;
 BEGIN
     IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
@@ -2280,13 +2291,10 @@ BEGIN
                 HINT = 'Give an interval, for example ''{"lookback": "5 minutes"}'': each run re-reads changes that far before the watermark.';
         END IF;
     END IF;
-    -- fetch_size: rows per round trip reading a postgres_fdw foreign table.
-    -- postgres_fdw's default is 100; unless the table or its server sets
-    -- one, a source reads 10000 at a time.
-    SELECT COALESCE(p.proname OPERATOR(pg_catalog.=) 'postgres_fdw_handler', false),
-           EXISTS (SELECT FROM pg_catalog.pg_options_to_table(ft.ftoptions OPERATOR(pg_catalog.||) srv.srvoptions) o
-                    WHERE o.option_name OPERATOR(pg_catalog.=) 'fetch_size')
-      INTO is_postgres_fdw, has_fetch_size
+    -- fetch_size: rows per round trip reading a postgres_fdw foreign table
+    -- (without it, each batch decides: see pipeline.table_source_reader)
+    SELECT COALESCE(p.proname OPERATOR(pg_catalog.=) 'postgres_fdw_handler', false)
+      INTO is_postgres_fdw
       FROM pg_catalog.pg_foreign_table ft
       JOIN pg_catalog.pg_foreign_server srv ON srv.oid OPERATOR(pg_catalog.=) ft.ftserver
       JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) srv.srvfdw
@@ -2304,8 +2312,6 @@ BEGIN
                 HINT = 'Use a number of rows per round trip to the foreign server between 1 and 1000000, for example 10000.';
         END IF;
         fetch_rows := (options->>'fetch_size')::int;
-    ELSIF is_postgres_fdw AND NOT has_fetch_size THEN
-        fetch_rows := 10000;
     END IF;
     IF options ? 'filter' AND pg_catalog.jsonb_typeof(options->'filter') OPERATOR(pg_catalog.<>) 'string' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -2442,14 +2448,18 @@ GRANT EXECUTE ON FUNCTION pipeline.reset_table_source(text, text) TO PUBLIC;
 -- advance the watermark (fenced: a concurrent run makes this one fail) and the
 -- run's counters.  Returns whether more rows may be waiting.
 -- What a batch of a postgres_fdw source reads: a temporary copy of the
--- foreign table's definition (no data) whose fetch_size is the source's,
--- since postgres_fdw reads 100 rows per round trip unless the table or server
--- says otherwise, and round trips are most of an import's time.  The copy
--- reaches the same remote table through the same server and user mapping;
--- it is read only when the caller may SELECT from the source itself.  NULL
--- (read the source as it is) when there is nothing to change or the copy
--- cannot be made: no USAGE on the server, no TEMP on the database, or a
--- security-restricted context.  The batch drops the copy when it ends.
+-- foreign table's definition (no data) with a larger fetch_size, since
+-- postgres_fdw reads 100 rows per round trip unless the table or server
+-- says otherwise, and round trips are most of an import's time: the
+-- source's fetch_size option, else 10000 when neither the table nor its
+-- server sets one (decided at each batch, so a setting made later counts).
+-- The copy reaches the same remote table through the same server and user
+-- mapping; it is read only when the caller may SELECT from the source
+-- itself.  NULL (read the source as it is) when there is nothing to change
+-- or the copy cannot be made (no USAGE on the server, no TEMP on the
+-- database, a security-restricted context, an option the wrapper refuses):
+-- the plain read then works, or fails with the real reason.  The batch
+-- drops the copy when it ends.
 CREATE FUNCTION pipeline.table_source_reader(source regclass, fetch_size integer)
 RETURNS text
 LANGUAGE plpgsql
@@ -2458,8 +2468,22 @@ AS $$
 DECLARE
     ddl text;
 BEGIN
-    IF fetch_size IS NULL OR NOT pg_catalog.has_table_privilege(source, 'SELECT') THEN
+    IF NOT pg_catalog.has_table_privilege(source, 'SELECT') THEN
         RETURN NULL;
+    END IF;
+    IF fetch_size IS NULL THEN
+        SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_options_to_table(ft.ftoptions OPERATOR(pg_catalog.||) srv.srvoptions) o
+                                  WHERE o.option_name OPERATOR(pg_catalog.=) 'fetch_size')
+                    THEN NULL ELSE 10000 END
+          INTO fetch_size
+          FROM pg_catalog.pg_foreign_table ft
+          JOIN pg_catalog.pg_foreign_server srv ON srv.oid OPERATOR(pg_catalog.=) ft.ftserver
+          JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) srv.srvfdw
+          JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) w.fdwhandler
+         WHERE ft.ftrelid OPERATOR(pg_catalog.=) source AND p.proname OPERATOR(pg_catalog.=) 'postgres_fdw_handler';
+        IF fetch_size IS NULL THEN
+            RETURN NULL;
+        END IF;
     END IF;
     SELECT pg_catalog.format('CREATE FOREIGN TABLE pg_temp.pipeline_table_source_fetch (%s) SERVER %I OPTIONS (%s)',
                (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s%s OPTIONS (column_name %L)',
@@ -2499,14 +2523,14 @@ BEGIN
     END IF;
     BEGIN
         EXECUTE ddl;
-    EXCEPTION WHEN insufficient_privilege THEN
+    EXCEPTION WHEN OTHERS THEN
         RETURN NULL;
     END;
     RETURN 'pg_temp.pipeline_table_source_fetch';
 END
 $$;
 COMMENT ON FUNCTION pipeline.table_source_reader(regclass, integer) IS
-    'makes the temporary foreign table a table source''s batch reads a postgres_fdw source through, with the source''s fetch_size; NULL to read the source as it is';
+    'makes the temporary foreign table a table source''s batch reads a postgres_fdw source through, with a larger fetch_size; NULL to read the source as it is';
 REVOKE ALL ON FUNCTION pipeline.table_source_reader(regclass, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pipeline.table_source_reader(regclass, integer) TO PUBLIC;
 

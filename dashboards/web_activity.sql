@@ -102,11 +102,11 @@ SELECT to_char(t.minute, 'HH24:MI') AS minute, t.views,
   FROM (SELECT * FROM traffic ORDER BY minute DESC LIMIT 20) t
  ORDER BY t.minute DESC;
 
--- three hours of history ending now, with an error spike on /checkout 45 minutes ago
+-- three hours of history ending now, with an error spike on the home page 45 minutes ago
 -- and a bot 20 minutes ago, inserted five minutes at a time as a stream would land it
 CREATE TABLE history AS
 SELECT * FROM pipeline.simulate_web_traffic(180, 300, 11, date_trunc('minute', now()) - interval '180 minutes',
-    '[{"kind": "error_spike", "page": "/checkout", "start_minute": 135, "minutes": 4, "size": 0.6},
+    '[{"kind": "error_spike", "page": "/", "start_minute": 135, "minutes": 4, "size": 0.5},
       {"kind": "bot_burst", "client_ip": "203.0.113.66", "start_minute": 160, "minutes": 2, "size": 400}]');
 DO $$
 BEGIN

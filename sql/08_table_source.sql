@@ -103,7 +103,8 @@ ROLLBACK;
 -- a postgres_fdw source reads 10000 rows per round trip (postgres_fdw's default
 -- is 100) unless its table or server sets fetch_size, through a temporary copy
 -- of the foreign table's definition that keeps the remote names; the option
--- fetch_size sets it, and is refused for other relations
+-- fetch_size sets it (kept in the catalog; NULL: decided at each batch), and
+-- is refused for other relations
 CREATE EXTENSION postgres_fdw;
 CREATE SERVER ts_remote FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'nowhere');
 CREATE SCHEMA ts_local;
@@ -121,7 +122,16 @@ SELECT ftoptions FROM pg_foreign_table WHERE ftrelid = 'pg_temp.pipeline_table_s
 SELECT attname, format_type(atttypid, atttypmod), attfdwoptions FROM pg_attribute
  WHERE attrelid = 'pg_temp.pipeline_table_source_fetch'::regclass AND attnum > 0 ORDER BY attnum;
 ROLLBACK;
-SELECT pipeline.table_source_reader('ts_local.remote_tx', NULL) IS NULL AS source_read_as_is;
+-- without the option, each batch decides: 10000 unless the table or its server sets fetch_size
+BEGIN;
+SELECT pipeline.table_source_reader('ts_local.remote_tx', NULL);
+SELECT ftoptions FROM pg_foreign_table WHERE ftrelid = 'pg_temp.pipeline_table_source_fetch'::regclass;
+ROLLBACK;
+SELECT pipeline.table_source_reader('ts_local.remote_tx_tuned', NULL) IS NULL AS tuned_table_read_as_is;
+ALTER SERVER ts_remote OPTIONS (ADD fetch_size '50');
+SELECT pipeline.table_source_reader('ts_local.remote_tx', NULL) IS NULL AS tuned_server_read_as_is;
+ALTER SERVER ts_remote OPTIONS (DROP fetch_size);
+SELECT pipeline.table_source_reader('pos_tx', NULL) IS NULL AS local_table_read_as_is;
 SELECT pipeline.create_table_source('x', 'pos_tx', 'imported_tx', 'append', '{"watermark_column": "id", "fetch_size": 1000}');
 SELECT pipeline.create_table_source('x', 'ts_local.remote_tx', 'imported_tx', 'append', '{"watermark_column": "id", "fetch_size": 0}');
 SELECT pipeline.create_table_source('x', 'ts_local.remote_tx', 'imported_tx', 'append', '{"watermark_column": "id", "fetch_size": "many"}');

@@ -92,6 +92,11 @@ CREATE TABLE hourly (hour timestamptz, views bigint);
 SELECT pipeline.create_detector('flat', 'hourly', 'views', '{"time_column": "hour", "window": "1 hour", "warm_up": 24}');
 SELECT pipeline.create_detector('daily', 'hourly', 'views',
     '{"time_column": "hour", "window": "1 hour", "warm_up": 24, "seasonality": "hour_of_day", "season_warm_up": 3}');
+-- the overall baseline warms up on a few hours of the same kind (here the night's):
+-- the day's hours then look anomalous against it, but each still learns, so
+-- the day alerts until its hours have seen 3 days, and then never
+SELECT pipeline.create_detector('early', 'hourly', 'views',
+    '{"time_column": "hour", "window": "1 hour", "warm_up": 5, "seasonality": "hour_of_day", "season_warm_up": 3}');
 SELECT pipeline.create_detector('weekly', 'hourly', 'views',
     '{"time_column": "hour", "window": "1 hour", "seasonality": "hour_of_week", "time_zone": "Asia/Kolkata"}');
 DO $$
@@ -108,6 +113,10 @@ SELECT 'flat' AS detector, direction, started_at, observed, round(expected::nume
 UNION ALL
 SELECT 'daily', direction, started_at, observed, round(expected::numeric, 1) FROM daily_alerts
 ORDER BY 1, 3;
+SELECT count(*) FILTER (WHERE started_at < '2026-11-04') AS alerts_first_3_days,
+       count(*) FILTER (WHERE started_at >= '2026-11-04') AS alerts_after,
+       string_agg(to_char(started_at, 'MM-DD HH24:MI'), ', ' ORDER BY started_at) FILTER (WHERE started_at >= '2026-11-04') AS later
+  FROM early_alerts;
 -- the hours' baselines are kept with the series'
 SELECT cardinality(season_mean) AS hours, season_windows[4] AS windows_at_3h,
        round(season_mean[4]::numeric, 1) AS mean_at_3h, round(season_mean[13]::numeric, 1) AS mean_at_noon
@@ -118,7 +127,8 @@ SELECT cardinality(season_mean) AS hours, season_windows[1 + 9] AS sundays,
        round(season_mean[1 + 9]::numeric, 1) AS sunday_9h, round(season_mean[1 + 20]::numeric, 1) AS sunday_20h,
        (SELECT count(*) FROM weekly_alerts) AS alerts
   FROM weekly_baselines;
-SELECT pipeline.drop_detector('flat'), pipeline.drop_detector('daily'), pipeline.drop_detector('weekly');
+SELECT pipeline.drop_detector('flat'), pipeline.drop_detector('daily'), pipeline.drop_detector('weekly'),
+       pipeline.drop_detector('early');
 DROP TABLE hourly;
 
 -- refusals

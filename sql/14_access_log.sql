@@ -1,5 +1,6 @@
 -- Web server access log lines (Common and Combined Log Format): the fields,
 -- typed, and a clear reason for a line that is not one.
+set SHOW_CONTEXT never
 SET timezone = 'UTC';
 \x on
 -- Combined Log Format (Apache's and nginx's default)
@@ -27,3 +28,11 @@ SELECT pipeline.parse_access_log('10.0.0.1 - - [10/Oct/2026:13:55:36 -0700] "GET
 SELECT pipeline.parse_access_log('10.0.0.1 - - [32/Oct/2026:13:55:36 -0700] "GET / HTTP/1.1" 200 1');
 SELECT pipeline.parse_access_log('10.0.0.1 - - [10/Oct/2026:13:55:36 -0700] "GET / HTTP/1.1" 200 99999999999999999999');
 SELECT pipeline.parse_access_log(NULL) IS NULL AS null_line;
+-- a Kafka source of format access_log: refusals
+CREATE TABLE log_hits (ip text, seen timestamp, status integer);
+SELECT pipeline.create_kafka_source('logs', 'localhost:9092', 'logs', 'log_hits', 'access_log', '{"columns": {"ip": "client", "status": "code"}}');
+SELECT pipeline.create_kafka_source('logs', 'localhost:9092', 'logs', 'log_hits', 'access_log', '{"columns": {"ip": "client", "seen": "time"}}');
+SELECT pipeline.create_kafka_source('logs', 'localhost:9092', 'logs', 'log_hits', 'access_log', '{"columns": {"ip": null}}');
+SELECT pipeline.create_kafka_source('logs', 'localhost:9092', 'logs', 'log_hits', 'json', '{"columns": {"ip": null}}');
+SELECT pipeline.create_kafka_source('logs', 'localhost:9092', 'logs', 'log_hits', 'csv', '{"columns": ["ip", null]}');
+DROP TABLE log_hits;

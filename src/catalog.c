@@ -138,7 +138,15 @@ PipelineSplitTextArray(Datum array, int *n, char ***out)
 					  &elems, &nulls, n);
 	*out = palloc(sizeof(char *) * Max(*n, 1));
 	for (int i = 0; i < *n; i++)
+	{
+		/* create_kafka_source refuses them: a catalog row edited by hand */
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("a column or path list in pg_pipeline's catalog holds a NULL"),
+					 errhint("Drop the source and create it again with pipeline.create_kafka_source.")));
 		(*out)[i] = TextDatumGetCString(elems[i]);
+	}
 }
 
 /*

@@ -487,10 +487,16 @@ ScoreWindow(Detector *d, Baseline *b, int64 window, double value)
 		if (b->open_alert != 0)
 			CloseIncident(d, b, window);
 		Learn(&b->windows, &b->mean, &b->variance, value, d->warm_up, d->alpha);
-		if (slot >= 0)
-			Learn(&b->season_windows[slot], &b->season_mean[slot], &b->season_variance[slot], value,
-				  d->season_warm_up, d->alpha);
 	}
+	/*
+	 * An hour learns from its normal windows once warm, and from all of them
+	 * while warming up: judged by the overall baseline meanwhile, the quiet
+	 * hours of a busy series would otherwise look anomalous for ever and
+	 * never be learnt.
+	 */
+	if (slot >= 0 && (!anomalous || b->season_windows[slot] < d->season_warm_up))
+		Learn(&b->season_windows[slot], &b->season_mean[slot], &b->season_variance[slot], value,
+			  d->season_warm_up, d->alpha);
 	b->last_window = window;
 	b->changed = true;
 }

@@ -68,7 +68,7 @@ is "$(kcat -b "$(cat "$DEMO_DIR/kafka.bootstrap")" -C -t card-alerts -c 1 -e -q 
 # every query of the Grafana dashboard runs (its time filter macro replaced)
 is "$(psql -X -At -h "$DEMO_DIR/run" -p "$port" -U postgres -d demo \
 	-c "SELECT string_agg(detector || ' ' || (SELECT string_agg(v, ',') FROM jsonb_each_text(series) s(k, v)), '; ' ORDER BY detector)
-	      FROM web.alerts")" "bots 203.0.113.66; page_errors /checkout" \
+	      FROM web.alerts")" "bots 203.0.113.66; page_errors /" \
 	"the demo's web history raises its two incidents"
 live="SELECT count(*) FILTER (WHERE o.next_offset > 0) || ' ' || (SELECT count(*) FROM pipeline.kafka_dead_letters d
                WHERE d.source_name IN ('web_events', 'web_logs'))
