@@ -1,6 +1,6 @@
 -- Web server access log lines (Common and Combined Log Format): the fields,
 -- typed, and a clear reason for a line that is not one.
-set SHOW_CONTEXT never
+\set SHOW_CONTEXT never
 SET timezone = 'UTC';
 \x on
 -- Combined Log Format (Apache's and nginx's default)
