@@ -437,11 +437,13 @@ BEGIN
             MESSAGE = 'option "header" is for format csv',
             HINT = 'Map JSON fields to columns with the option columns.';
     END IF;
-    IF format OPERATOR(pg_catalog.=) 'json' AND options ? 'columns' THEN
+    IF format OPERATOR(pg_catalog.=) ANY (ARRAY['json', 'access_log']) AND options ? 'columns' THEN
         IF pg_catalog.jsonb_typeof(options->'columns') OPERATOR(pg_catalog.<>) 'object' THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                MESSAGE = 'option "columns" must map column names to JSON paths for format json',
-                HINT = 'For example ''{"columns": {"user_id": "user.id", "url": "page.url"}}''.';
+                MESSAGE = CASE format WHEN 'json' THEN 'option "columns" must map column names to JSON paths for format json'
+                          ELSE 'option "columns" must map column names to access log fields for format access_log' END,
+                HINT = CASE format WHEN 'json' THEN 'For example ''{"columns": {"user_id": "user.id", "url": "page.url"}}''.'
+                       ELSE 'For example ''{"columns": {"ip": "client", "agent": "user_agent"}}''.' END;
         END IF;
         SELECT pg_catalog.array_agg(c.key ORDER BY c.key), pg_catalog.array_agg(c.value ORDER BY c.key)
           INTO data_columns, data_paths
@@ -476,40 +478,6 @@ BEGIN
         SELECT pg_catalog.array_agg(c.value ORDER BY c.ordinality), pg_catalog.array_agg(c.value ORDER BY c.ordinality)
           INTO data_columns, data_paths
           FROM pg_catalog.jsonb_array_elements_text(options->'columns') WITH ORDINALITY c;
-    ELSIF format OPERATOR(pg_catalog.=) 'access_log' THEN
-        -- columns named after fields, or mapped to them with the option columns
-        IF options ? 'columns' THEN
-            IF pg_catalog.jsonb_typeof(options->'columns') OPERATOR(pg_catalog.<>) 'object' THEN
-                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                    MESSAGE = 'option "columns" must map column names to access log fields for format access_log',
-                    HINT = 'For example ''{"columns": {"ip": "client", "agent": "user_agent"}}''.';
-            END IF;
-            SELECT pg_catalog.array_agg(c.key ORDER BY c.key), pg_catalog.array_agg(c.value ORDER BY c.key)
-              INTO data_columns, data_paths
-              FROM pg_catalog.jsonb_each_text(options->'columns') c;
-        ELSE
-            SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum), pg_catalog.array_agg(a.attname::text ORDER BY a.attnum)
-              INTO data_columns, data_paths
-              FROM pg_catalog.pg_attribute a
-             WHERE a.attrelid OPERATOR(pg_catalog.=) target AND a.attnum OPERATOR(pg_catalog.>) 0
-               AND NOT a.attisdropped AND a.attgenerated OPERATOR(pg_catalog.=) ''
-               AND NOT a.attname::text OPERATOR(pg_catalog.=) ANY (metadata_columns)
-               AND a.attname::text OPERATOR(pg_catalog.=) ANY (access_log_fields);
-        END IF;
-        FOR i IN 1 .. COALESCE(pg_catalog.cardinality(data_paths), 0) LOOP
-            -- the line's time has an offset, which a timestamp without time zone would drop
-            IF data_paths[i] OPERATOR(pg_catalog.=) 'time'
-               AND pipeline.target_column_type(target, data_columns[i]) OPERATOR(pg_catalog.=) 'timestamp without time zone'::regtype THEN
-                RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
-                    MESSAGE = pg_catalog.format('column "%s" of type timestamp without time zone would drop the offset of the log line''s time', data_columns[i]),
-                    HINT = 'Use a timestamptz column for the field time.';
-            END IF;
-            IF NOT data_paths[i] OPERATOR(pg_catalog.=) ANY (access_log_fields) THEN
-                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                    MESSAGE = pg_catalog.format('"%s" is not a field of an access log line', data_paths[i]),
-                    HINT = 'The fields are ' OPERATOR(pg_catalog.||) pg_catalog.array_to_string(access_log_fields, ', ') OPERATOR(pg_catalog.||) '.';
-            END IF;
-        END LOOP;
     ELSIF format OPERATOR(pg_catalog.=) ANY (ARRAY['jsonb', 'text']) THEN
         IF options ? 'payload_column' THEN
             data_columns := ARRAY[options->>'payload_column'];
@@ -527,13 +495,31 @@ BEGIN
         END IF;
         data_paths := ARRAY[''];
     ELSE
-        -- every other insertable column, filled from the same-named key or CSV field
+        -- every other insertable column, filled from the same-named key, CSV
+        -- field or access log field (for access_log, the columns named after one)
         SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum), pg_catalog.array_agg(a.attname::text ORDER BY a.attnum)
           INTO data_columns, data_paths
           FROM pg_catalog.pg_attribute a
          WHERE a.attrelid OPERATOR(pg_catalog.=) target AND a.attnum OPERATOR(pg_catalog.>) 0
            AND NOT a.attisdropped AND a.attgenerated OPERATOR(pg_catalog.=) ''
-           AND NOT a.attname::text OPERATOR(pg_catalog.=) ANY (metadata_columns);
+           AND NOT a.attname::text OPERATOR(pg_catalog.=) ANY (metadata_columns)
+           AND (format OPERATOR(pg_catalog.<>) 'access_log' OR a.attname::text OPERATOR(pg_catalog.=) ANY (access_log_fields));
+    END IF;
+    IF format OPERATOR(pg_catalog.=) 'access_log' THEN
+        FOR i IN 1 .. COALESCE(pg_catalog.cardinality(data_paths), 0) LOOP
+            -- the line's time has an offset, which a timestamp without time zone would drop
+            IF data_paths[i] OPERATOR(pg_catalog.=) 'time'
+               AND pipeline.target_column_type(target, data_columns[i]) OPERATOR(pg_catalog.=) 'timestamp without time zone'::regtype THEN
+                RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                    MESSAGE = pg_catalog.format('column "%s" of type timestamp without time zone would drop the offset of the log line''s time', data_columns[i]),
+                    HINT = 'Use a timestamptz column for the field time.';
+            END IF;
+            IF NOT data_paths[i] OPERATOR(pg_catalog.=) ANY (access_log_fields) THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = pg_catalog.format('"%s" is not a field of an access log line', data_paths[i]),
+                    HINT = 'The fields are ' OPERATOR(pg_catalog.||) pg_catalog.array_to_string(access_log_fields, ', ') OPERATOR(pg_catalog.||) '.';
+            END IF;
+        END LOOP;
     END IF;
     IF pg_catalog.array_position(data_columns, NULL) IS NOT NULL OR pg_catalog.array_position(data_paths, NULL) IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',

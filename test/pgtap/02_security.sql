@@ -10,19 +10,7 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 
-CREATE FUNCTION pg_temp.wait_for(condition text, timeout interval)
-RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE
-  deadline timestamptz := clock_timestamp() + timeout;
-  result boolean;
-BEGIN
-  LOOP
-    EXECUTE 'SELECT (' || condition || ')' INTO result;
-    IF result THEN RETURN true; END IF;
-    IF clock_timestamp() > deadline THEN RETURN false; END IF;
-    PERFORM pg_sleep(0.1);
-  END LOOP;
-END $$;
+\ir include/wait_for.sql
 
 CREATE EXTENSION pg_pipeline;
 CREATE ROLE sec_alice LOGIN;
