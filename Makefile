@@ -1,6 +1,8 @@
 # pg_pipeline: PostgreSQL 15 extension, built with PGXS.
 #
 #   make test        install what is missing, build, run every test suite
+#   make test SANITIZE=1   the same with the extension built with
+#                    AddressSanitizer and UndefinedBehaviorSanitizer
 #   make demo        start a throwaway cluster and a Kafka test broker
 #   make demo-stop   tear the demo down
 
@@ -49,9 +51,26 @@ PG_CFLAGS += -Werror
 endif
 SHLIB_LINK = $(RDKAFKA_LIBS)
 
+# SANITIZE=1: AddressSanitizer and UndefinedBehaviorSanitizer in our code.
+# The server must then run with libasan preloaded (test/sanitize/env).
+ifeq ($(SANITIZE),1)
+SANITIZER_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+PG_CFLAGS += $(SANITIZER_FLAGS)
+SHLIB_LINK += $(SANITIZER_FLAGS)
+endif
+# Objects are rebuilt when the flavour changes: the stamp is rewritten only
+# then, at parse time of a build (PGXS makes every target .SECONDARY, so a rule for a
+# missing stamp would never run).
+BUILD_FLAVOUR = $(if $(filter 1,$(SANITIZE)),sanitize,plain)
+ifeq ($(filter-out all install,$(or $(MAKECMDGOALS),all)),)
+$(shell [ "$$(cat src/build-flavour 2>/dev/null)" = "$(BUILD_FLAVOUR)" ] || echo "$(BUILD_FLAVOUR)" >src/build-flavour)
+endif
+
 MOCK_BROKER = test/kafka_mock_broker
 READ_RATE = test/kafka_read_rate
-EXTRA_CLEAN = $(MOCK_BROKER) $(READ_RATE) results regression.diffs regression.out
+EXTRA_CLEAN = $(MOCK_BROKER) $(READ_RATE) results regression.diffs regression.out \
+	src/build-flavour
 
 # Debian keeps one pg_config per major version; prefer 15's.
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
@@ -65,7 +84,8 @@ include $(PGXS)
 all: $(MOCK_BROKER) $(READ_RATE)
 
 # PGXS tracks no header dependencies here: rebuild on any header change
-$(OBJS): $(wildcard src/*.h)
+$(OBJS): $(wildcard src/*.h) src/build-flavour
+
 
 $(MOCK_BROKER): test/kafka_mock_broker.c
 	$(CC) -O2 -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) $(RDKAFKA_CFLAGS) \

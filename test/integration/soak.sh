@@ -12,7 +12,11 @@ status=$?
 diag "$(cat "$out")"
 for check in "memory of the launcher" "memory of the supervisor" "memory of the kafka_sources" "Kafka lag" \
 	"page views exactly once" "card transactions exactly once" "web activity:" "retail:" "no failed job run"; do
-	grep -q "^PASS  $check" "$out"
+	if [ -n "${PG_PIPELINE_SERVER_ENV:-}" ] && [[ $check = memory* ]]; then
+		grep -q "^SKIP  $check" "$out" # sanitizer run: see test/soak.sh
+	else
+		grep -q "^PASS  $check" "$out"
+	fi
 	ok $? "soak: $check"
 done
 is "$status" 0 "the soak's verdict is PASS"

@@ -41,7 +41,10 @@ with_cluster() {
 	local opts=()
 	while [ "$1" != "--" ]; do opts+=("$1"); shift; done
 	shift
-	pg_virtualenv -t -v 15 -c "-p $(free_port)" "${opts[@]}" "$@"
+	local create="-p $(free_port)"
+	# a sanitizer run (test/run) preloads its runtime into every server
+	[ -n "${PG_PIPELINE_SERVER_ENV:-}" ] && create+=" --environment=$PG_PIPELINE_SERVER_ENV"
+	pg_virtualenv -t -v 15 -c "$create" "${opts[@]}" "$@"
 }
 
 # source_workers DB: pids of the Kafka source workers of DB
