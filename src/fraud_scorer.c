@@ -598,7 +598,8 @@ WriteCheckpoint(Scorer *scorer)
 {
 	Size		size = offsetof(CheckpointRow, rules) + sizeof(int64) * cache.nrules;
 	bytea	   *value = palloc(VARHDRSZ + size);
-	CheckpointRow *checkpoint = (CheckpointRow *) VARDATA(value);
+	/* built apart and copied: a bytea's data is not 8-byte aligned */
+	CheckpointRow *checkpoint = palloc(size);
 	Oid			argtypes[1] = {BYTEAOID};
 	Datum		args[1];
 
@@ -613,6 +614,7 @@ WriteCheckpoint(Scorer *scorer)
 	checkpoint->nrules = cache.nrules;
 	if (cache.nrules > 0)
 		memcpy(checkpoint->rules, cache.rules, sizeof(int64) * cache.nrules);
+	memcpy(VARDATA(value), checkpoint, size);
 	SET_VARSIZE(value, VARHDRSZ + size);
 	args[0] = PointerGetDatum(value);
 	if (SPI_execute_with_args(psprintf("INSERT INTO %s (kind, entity, state) VALUES ('v', 0, $1) "
