@@ -52,16 +52,16 @@ endif
 SHLIB_LINK = $(RDKAFKA_LIBS)
 
 # SANITIZE=1: AddressSanitizer and UndefinedBehaviorSanitizer in our code.
-# The server must then run with libasan preloaded (test/sanitize/env).
+# The server must then run with libasan preloaded (test/sanitize/setup).
 ifeq ($(SANITIZE),1)
 SANITIZER_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 PG_CFLAGS += $(SANITIZER_FLAGS)
 SHLIB_LINK += $(SANITIZER_FLAGS)
 endif
-# Objects are rebuilt when the flavour changes: the stamp is rewritten only
-# then, at parse time of a build (PGXS makes every target .SECONDARY, so a rule for a
-# missing stamp would never run).
+# Objects are rebuilt when the flavour changes: a build rewrites the stamp
+# only then, at parse time (PGXS makes every target .SECONDARY, so a rule
+# for a missing stamp would never run).
 BUILD_FLAVOUR = $(if $(filter 1,$(SANITIZE)),sanitize,plain)
 ifeq ($(filter-out all install,$(or $(MAKECMDGOALS),all)),)
 $(shell [ "$$(cat src/build-flavour 2>/dev/null)" = "$(BUILD_FLAVOUR)" ] || echo "$(BUILD_FLAVOUR)" >src/build-flavour)
@@ -85,7 +85,6 @@ all: $(MOCK_BROKER) $(READ_RATE)
 
 # PGXS tracks no header dependencies here: rebuild on any header change
 $(OBJS): $(wildcard src/*.h) src/build-flavour
-
 
 $(MOCK_BROKER): test/kafka_mock_broker.c
 	$(CC) -O2 -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) $(RDKAFKA_CFLAGS) \
