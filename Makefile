@@ -95,7 +95,7 @@ $(READ_RATE): test/kafka_read_rate.c
 		-o $@ $< $(RDKAFKA_LIBS)
 endif
 
-.PHONY: test demo demo-stop fuzz
+.PHONY: test demo demo-stop fuzz valgrind
 
 test:
 	bash test/run
@@ -109,3 +109,7 @@ demo-stop:
 # FUZZ_SECONDS=n (default 60) or FUZZ_RUNS=n per target; see test/fuzz/run
 fuzz:
 	bash test/fuzz/run
+
+# one short stream through every worker under memcheck; see test/valgrind.sh
+valgrind:
+	bash test/valgrind.sh

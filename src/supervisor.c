@@ -106,9 +106,13 @@ LoadWantedWorkers(void)
 
 		for (int i = 0; i < src->parallelism; i++)
 		{
-			SourceWorkerKey key = {src->id, i};
+			SourceWorkerKey key;
 			bool		found;
 
+			/* the key is hashed and compared as bytes: zero its padding */
+			memset(&key, 0, sizeof(key));
+			key.source_id = src->id;
+			key.worker_index = i;
 			worker = hash_search(source_workers, &key, HASH_ENTER, &found);
 			if (!found)
 			{
