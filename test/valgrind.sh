@@ -35,11 +35,7 @@ as_owner() {
 	if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-command -v valgrind >/dev/null || {
-	SUDO=
-	[ "$(id -u)" -eq 0 ] || SUDO=sudo
-	$SUDO apt-get install -y -q valgrind >/dev/null
-}
+bash test/install-deps valgrind
 # the plain module: the sanitizers' runtime cannot run under valgrind
 SANITIZE= bash test/build
 
@@ -47,9 +43,7 @@ rm -rf "$DIR"
 mkdir -p "$DIR/run" "$DIR/logs"
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$DIR"
 chmod 755 "$DIR"
-port=$(for p in $(seq 5600 5700); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; break; }
-done)
+port=5432 # no TCP: the socket is in $DIR/run
 
 as_owner "$BIN/initdb" -D "$DIR/data" -U postgres --auth=trust >"$DIR/initdb.log"
 cat >>"$DIR/data/postgresql.conf" <<EOT
@@ -59,8 +53,6 @@ listen_addresses = ''
 unix_socket_directories = '$DIR/run'
 pg_pipeline.allow_superuser_jobs = on
 pg_pipeline.restart_backoff_max = '2s'
-# valgrind makes every process slow: don't let timeouts fire
-wal_sender_timeout = 0
 EOT
 
 # every process the postmaster forks is followed, with a log of its own
@@ -115,6 +107,7 @@ SELECT pipeline.add_fraud_rule('payments', 'card_burst', 'customer', 'count', '1
 EOT
 
 broker_start events:4 payments:2 alerts:1
+trap stop_all EXIT # broker_start set its own
 psql_ >/dev/null <<EOT
 SELECT pipeline.create_kafka_sink('alerts_out', 'payments_alerts', '$BROKER_BOOTSTRAP', 'alerts', '{"key_column": "customer_id"}');
 SELECT pipeline.schedule_job('alerts_out', '* * * * * *', \$\$SELECT pipeline.run_kafka_sink('alerts_out')\$\$);
