@@ -109,6 +109,14 @@ static List *copy_options;
 
 static rd_kafka_t *consumer;
 static rd_kafka_queue_t *consumer_queue;
+
+/*
+ * The messages of the current consume call not yet handed on (NULL once
+ * handed on): an exit meanwhile (a pause at an error message) destroys them,
+ * since librdkafka's shutdown waits for every message the application holds.
+ */
+static rd_kafka_message_t **held_messages;
+static ssize_t held_count;
 static int	wake_pipe[2] = {-1, -1};
 static WaitEventSet *wait_set;
 
@@ -162,6 +170,12 @@ KafkaLogCallback(const rd_kafka_t *rk, int level, const char *facility, const ch
 static void
 KafkaSourceShutdown(int code, Datum arg)
 {
+	for (ssize_t i = 0; i < held_count; i++)
+	{
+		if (held_messages[i])
+			rd_kafka_message_destroy(held_messages[i]);
+	}
+	held_count = 0;
 	if (consumer_queue)
 		rd_kafka_queue_destroy(consumer_queue);
 	if (consumer)
@@ -642,14 +656,20 @@ ReadBatch(void)
 		ssize_t		n = rd_kafka_consume_batch_queue(consumer_queue, 0, msgs,
 													 source->batch_size - batch_count);
 
+		held_messages = msgs;
+		held_count = Max(n, 0);
 		ReportKafkaError();
 		for (ssize_t i = 0; i < n; i++)
 		{
-			if (msgs[i]->err)
-				HandleMessageError(msgs[i]);
+			rd_kafka_message_t *rkm = msgs[i];
+
+			msgs[i] = NULL;
+			if (rkm->err)
+				HandleMessageError(rkm);
 			else
-				AddToBatch(msgs[i]);
+				AddToBatch(rkm);
 		}
+		held_count = 0;
 		if (batch_count >= source->batch_size)
 			break;
 		if (batch_count > 0 && deadline == 0)

@@ -7,12 +7,12 @@ cd "$(dirname "$0")/../.."
 . test/lib/pg.sh
 . test/lib/broker.sh
 
-plan 9
+plan 11
 db=kafka_faults
 
 fresh_database $db
 q $db "CREATE TABLE events (id bigint, body text, amount numeric)"
-broker_start -n 1 noisy:1 gone:1 small:1
+broker_start -n 1 noisy:1 gone:1 small:1 quad:4
 
 # max_error_rate: a batch with too many bad messages pauses the source
 q $db "SELECT pipeline.create_kafka_source('noisy', '$BROKER_BOOTSTRAP', 'noisy', 'events', 'json',
@@ -57,6 +57,25 @@ ok $? "the status says the offset is out of range and what to do"
 q $db "SELECT pipeline.reset_kafka_source('small', 'earliest'); SELECT pipeline.resume_kafka_source('small')" >/dev/null
 wait_for_sql 60 $db "SELECT count(*) > 0 AND max(id) = 80000 FROM events"
 ok $? "after a reset to earliest it streams again"
+
+q $db "SELECT pipeline.drop_kafka_source('small')" >/dev/null
+
+# offsets past the end of two partitions (a typo in an explicit reset) while
+# the other two have messages to read: the worker pauses the source at the
+# first error and must still exit though messages after it are in its hands
+# (librdkafka's shutdown waits for every message the application holds)
+q $db "TRUNCATE events"
+q $db "SELECT pipeline.create_kafka_source('quad', '$BROKER_BOOTSTRAP', 'quad', 'events', 'json')" >/dev/null
+produce_json quad 1 4000
+wait_for_sql 30 $db "SELECT count(*) = 4000 FROM events"
+q $db "SELECT pipeline.pause_kafka_source('quad')" >/dev/null
+wait_for_sql 10 $db "SELECT $WORKER_COUNT = 0"
+q $db "SELECT pipeline.reset_kafka_source('quad', '{\"0\": 1200, \"1\": 1180, \"2\": 0, \"3\": 0}');
+       SELECT pipeline.resume_kafka_source('quad')" >/dev/null
+wait_for_sql 30 $db "SELECT NOT enabled FROM pipeline.kafka_sources WHERE name = 'quad'"
+ok $? "offsets past the end of partitions pause the source"
+wait_for_sql 30 $db "SELECT $WORKER_COUNT = 0"
+ok $? "and its worker exits"
 
 broker_stop
 q "DROP DATABASE $db WITH (FORCE)" >/dev/null
