@@ -1,12 +1,13 @@
 -- pipeline.workers: the launcher and this database's supervisor.
 \d pipeline.workers
 
--- the supervisor starts within a few seconds of CREATE EXTENSION
+-- the supervisor starts within a few seconds of CREATE EXTENSION, and
+-- with nothing to do it is idle (it is "starting" until it has connected)
 DO $$
 BEGIN
   FOR i IN 1..100 LOOP
     EXIT WHEN EXISTS (SELECT FROM pipeline.workers
-                       WHERE kind = 'supervisor' AND database = current_database());
+                       WHERE kind = 'supervisor' AND database = current_database() AND state = 'idle');
     PERFORM pg_sleep(0.1);
   END LOOP;
 END $$;
