@@ -158,7 +158,6 @@ fi
 psql_ -c "SELECT pipeline.drop_kafka_source('events'), pipeline.drop_kafka_source('payments')" >/dev/null
 
 echo "valgrind: stopping the cluster (each process's leak check runs at its exit)"
-DB=postgres
 stop_all
 trap - EXIT
 wait "$postmaster" 2>/dev/null || true
